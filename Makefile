@@ -1,0 +1,51 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+# Both create .venv and install what is missing first (see `install`).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LLAMA_VERSION := 0.3.36
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install run test lint test-performance system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@# llama-cpp-python has no binary wheel: it compiles llama.cpp once (about 8 min on 2 cores);
+	@# pip caches the built wheel, so later installs take seconds. Progress lines are shown.
+	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
+	  echo ">>> building llama-cpp-python $(LLAMA_VERSION) (first install compiles llama.cpp: about 8 minutes on 2 cores)"; \
+	  set -o pipefail; CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -v "llama-cpp-python==$(LLAMA_VERSION)" 2>&1 \
+	    | grep --line-buffered -E '^\s*\[ *[0-9]+(/[0-9]+)?%?\]|Successfully|ERROR|error:' ; \
+	fi
+	$(BIN)/pip install -e ".[dev]"
+	@touch $(STAMP)
+
+# Debian packages the tests need: a real Prometheus (with promtool) and sqlite3 for the runbook's commands.
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v sqlite3 >/dev/null; then \
+	  echo ">>> installing Debian packages: prometheus sqlite3"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus sqlite3 >/dev/null; \
+	fi
+
+run: install
+	$(BIN)/voice-ai run --calls 3
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check voice_ai actors deployments tests benchmarks
+	$(BIN)/mypy --strict voice_ai
+
+test-performance: install
+	$(BIN)/python -m benchmarks.load --profile realistic --short
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

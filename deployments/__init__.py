@@ -1,0 +1,1 @@
+"""Ray Serve applications and the command line entry point (the outermost layer)."""

