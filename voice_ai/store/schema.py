@@ -1,0 +1,203 @@
+"""The store's schema as numbered migrations, and how connections to it are opened.
+
+The schema version lives in ``PRAGMA user_version``. ``migrate`` applies every migration above
+it, each in its own ``BEGIN IMMEDIATE`` transaction, so two processes opening the same file at
+once cannot apply one twice. Migrations are append-only: never edit a released one, add the next.
+
+Tables (times are unix seconds, durations seconds):
+
+- ``calls``  one row per call: id, start/end, direction, masked caller, outcome, end reason,
+  node, providers used (comma-separated), fallback used, setup time, error text.
+- ``turns``  one row per caller turn: end of turn, STT, LLM first token, TTS first byte, end to
+  end; ``user_text``/``agent_text`` are NULL unless ``STORE_TRANSCRIPTS`` is on.
+- ``events`` breaker transitions, errors, rejections: kind, component, detail, time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from voice_ai.store.errors import (
+    DatabaseCorruptError,
+    DatabaseMissingError,
+    SchemaVersionError,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "integrity_errors",
+    "migrate",
+    "open_readonly",
+    "open_writer",
+    "schema_version",
+]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the three tables.
+    """
+    CREATE TABLE calls (
+        call_id        TEXT PRIMARY KEY,
+        direction      TEXT NOT NULL,
+        started_at     REAL NOT NULL,
+        ended_at       REAL NOT NULL,
+        caller_masked  TEXT NOT NULL DEFAULT '',
+        outcome        TEXT NOT NULL,
+        end_reason     TEXT NOT NULL,
+        node_id        TEXT NOT NULL DEFAULT '',
+        providers_used TEXT NOT NULL DEFAULT '',
+        fallback_used  INTEGER NOT NULL DEFAULT 0,
+        setup_s        REAL,
+        warm_start     INTEGER NOT NULL DEFAULT 1,
+        error          TEXT NOT NULL DEFAULT '',
+        recording_path TEXT NOT NULL DEFAULT '',
+        turn_count     INTEGER NOT NULL DEFAULT 0,
+        written_at     REAL NOT NULL
+    );
+    CREATE TABLE turns (
+        call_id           TEXT NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+        turn_index        INTEGER NOT NULL,
+        ended_speaking_at REAL NOT NULL,
+        end_of_turn_s     REAL,
+        stt_s             REAL,
+        llm_ttft_s        REAL,
+        tts_ttfb_s        REAL,
+        e2e_s             REAL,
+        stt_provider      TEXT NOT NULL DEFAULT '',
+        llm_provider      TEXT NOT NULL DEFAULT '',
+        tts_provider      TEXT NOT NULL DEFAULT '',
+        fallback_used     INTEGER NOT NULL DEFAULT 0,
+        interrupted       INTEGER NOT NULL DEFAULT 0,
+        user_text         TEXT,
+        agent_text        TEXT,
+        PRIMARY KEY (call_id, turn_index)
+    );
+    CREATE TABLE events (
+        event_id  TEXT PRIMARY KEY,
+        ts        REAL NOT NULL,
+        kind      TEXT NOT NULL,
+        component TEXT NOT NULL DEFAULT '',
+        detail    TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # 2: indexes for the reports' time windows.
+    """
+    CREATE INDEX calls_started_at ON calls(started_at);
+    CREATE INDEX events_ts ON events(ts);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; return the version found before."""
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database schema version {found} is newer than this program's ({SCHEMA_VERSION})"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) >= version:  # another process got there first
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _check_header(path: Path) -> None:
+    if not path.is_file():
+        raise DatabaseMissingError(f"database not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head and head != _SQLITE_MAGIC:
+        raise DatabaseCorruptError(f"not a SQLite database: {path}")
+
+
+def open_writer(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database for writing: WAL, synchronous=FULL, migrated.
+
+    ``synchronous=FULL`` makes every commit durable on disk, not only across a process crash:
+    a record acknowledged to a call is there after a power loss too.
+    """
+    if path.exists():
+        _check_header(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise DatabaseCorruptError(f"cannot switch {path} to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise DatabaseCorruptError(f"cannot use database {path}: {e}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_readonly(path: Path, *, require_current: bool = True) -> sqlite3.Connection:
+    """Open an existing database read-only, for reports and checks; never creates a file."""
+    _check_header(path)
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = schema_version(conn)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise DatabaseCorruptError(f"cannot read database {path}: {e}") from None
+    if require_current and version != SCHEMA_VERSION:
+        conn.close()
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"database schema version {version} is newer than this program's "
+                f"({SCHEMA_VERSION})"
+            )
+        raise SchemaVersionError(
+            f"{path} has schema version {version}, not {SCHEMA_VERSION}: it is not a call store "
+            "database, or the store writer has not opened it yet"
+        )
+    return conn
+
+
+def integrity_errors(path: Path) -> list[str]:
+    """Run ``PRAGMA integrity_check`` on ``path``; return its complaints (empty when "ok")."""
+    try:
+        conn = open_readonly(path, require_current=False)
+    except DatabaseCorruptError as e:
+        return [str(e)]
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as e:
+        return [f"integrity check could not run: {e}"]
+    finally:
+        conn.close()
+    return [] if rows == ["ok"] else rows
