@@ -36,6 +36,7 @@ METRIC_NAMES = {
     "pool_workers": "voice_ai_pool_workers",
     "process_cpu": "voice_ai_process_cpu_percent",
     "process_memory": "voice_ai_process_memory_bytes",
+    "component_healthy": "voice_ai_component_healthy",
 }
 
 
@@ -90,8 +91,8 @@ class VoiceMetrics:
             ["provider"], registry=r,
         )
         self.breaker_transitions = Counter(
-            strip(n["breaker_transitions"]), "Circuit breaker transitions", ["provider", "to_state"],
-            registry=r,
+            strip(n["breaker_transitions"]), "Circuit breaker transitions",
+            ["provider", "to_state"], registry=r,
         )
         self.pool_queue = Gauge(
             n["pool_queue"], "Requests waiting or running in a provider pool", ["pool"], registry=r
@@ -106,6 +107,10 @@ class VoiceMetrics:
         self.process_memory = Gauge(
             n["process_memory"], "Resident memory of the system's processes", ["component", "node"],
             registry=r,
+        )
+        self.component_healthy = Gauge(
+            n["component_healthy"], "1 when a component's health check passes, 0 when it fails",
+            ["component"], registry=r,
         )
 
     # --- events ----------------------------------------------------------------------------
@@ -157,6 +162,10 @@ class VoiceMetrics:
     def set_process(self, component: str, node: str, *, cpu_percent: float, rss_bytes: int) -> None:
         self.process_cpu.labels(component=component, node=node).set(cpu_percent)
         self.process_memory.labels(component=component, node=node).set(rss_bytes)
+
+    def set_component_health(self, component: str, *, healthy: bool) -> None:
+        """A ``/health/detailed`` component check; 0 fires ``VoiceAIComponentUnhealthy``."""
+        self.component_healthy.labels(component=component).set(1 if healthy else 0)
 
     def render(self) -> bytes:
         """Prometheus text exposition of everything recorded so far."""
