@@ -7,7 +7,8 @@ which one it drives. The transport's ``audio_input`` / ``audio_output`` are live
 
 Life of a transport, driven by ``CallSession``:
 
-    await transport.connect()          # join the room / prepare the scenario
+    await transport.prepare()          # caller-side work, not counted as call setup
+    await transport.connect()          # join the room / start the scenario
     ... session runs over audio_input / audio_output ...
     reason = await transport.wait_ended()   # caller hung up, scenario done, ...
     await transport.hangup()           # agent ends the call (no-op if the caller already did)
@@ -28,14 +29,21 @@ __all__ = ["CallTransport", "CallerSpeechMark"]
 
 @dataclass(frozen=True, slots=True)
 class CallerSpeechMark:
-    """When the caller stopped speaking, as known to the transport (wall-clock seconds).
+    """When the caller stopped speaking and the agent's answer was first heard (wall clock, s).
 
     Only transports that know the truth (the simulated caller) report these; for LiveKit the
-    session's VAD estimate is used instead.
+    session's VAD-based estimate (``e2e_latency``) is used instead.
     """
 
     ended_speaking_at: float
     text: str = ""
+    agent_audio_at: float | None = None
+
+    @property
+    def response_latency_s(self) -> float | None:
+        if self.agent_audio_at is None:
+            return None
+        return self.agent_audio_at - self.ended_speaking_at
 
 
 class CallTransport(ABC):
@@ -53,6 +61,10 @@ class CallTransport(ABC):
     @abstractmethod
     def audio_output(self) -> AudioOutput:
         """Agent audio sink, for ``AgentSession.output.audio``."""
+
+    async def prepare(self) -> None:  # noqa: B027  # optional hook
+        """Caller-side preparation that is not part of the agent's call setup (the simulated
+        caller synthesizes its lines here). Not counted in call setup latency."""
 
     @abstractmethod
     async def connect(self) -> None:

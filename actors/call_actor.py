@@ -1,0 +1,82 @@
+"""CallActor: one live call per actor. A shell over ``voice_ai.pipeline.session.CallSession``.
+
+Warm actors are created ahead of demand and ``prepare()``d (VAD loaded, pool clients
+connected), so a new call only hands over its spec. After its call the actor retires; the
+dispatcher refills the warm pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import psutil
+import ray
+
+from actors.names import NAMESPACE, TELEMETRY
+from actors.pool_client import PoolClient
+from voice_ai.config import Settings
+from voice_ai.pipeline.session import CallEngines, CallSession
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.pipeline.transports import build_transport
+from voice_ai.pipeline.vad import load_vad
+from voice_ai.records import CallRecord, TurnTimings
+
+logger = logging.getLogger("voice_ai.call")
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class CallActor:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._engines: CallEngines | None = None
+        self._proc = psutil.Process(os.getpid())
+        self._proc.cpu_percent()
+        self._node_id = ray.get_runtime_context().get_node_id()
+
+    async def prepare(self) -> dict[str, Any]:
+        """Warm up: connect pool clients and load the VAD. Returns where and how long."""
+        started = time.perf_counter()
+        s = self._settings
+        self._engines = CallEngines(
+            stt=await PoolClient.connect("stt", s.stt_provider, s.stt_pool_size),
+            llm=await PoolClient.connect("llm", s.llm_provider, s.llm_pool_size),
+            tts=await PoolClient.connect("tts", s.tts_provider, s.tts_pool_size),
+            vad=load_vad(s),
+        )
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+        return {"node_id": self._node_id, "pid": os.getpid(),
+                "prepare_s": time.perf_counter() - started}
+
+    async def run_call(self, spec: CallSpec) -> CallRecord:
+        if self._engines is None:
+            await self.prepare()
+        assert self._engines is not None
+        telemetry = self._telemetry
+
+        def on_turn(turn: TurnTimings) -> None:
+            telemetry.turn.remote(turn)
+
+        session = CallSession(self._settings, self._engines, call_id=spec.call_id,
+                              node_id=self._node_id, on_turn=on_turn)
+        transport = build_transport(spec, self._engines, self._settings)
+        record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm)
+        recorder = getattr(transport, "recorder", None)
+        if recorder is not None:
+            path = self._settings.recordings_dir / f"{spec.call_id}.wav"
+            recorder.save(path)
+            record = _with_recording(record, str(path))
+        return record
+
+    def stats(self) -> dict[str, Any]:
+        mem = self._proc.memory_full_info()
+        return {"node_id": self._node_id, "pid": os.getpid(), "rss_bytes": mem.rss,
+                "uss_bytes": mem.uss, "cpu_percent": self._proc.cpu_percent()}
+
+
+def _with_recording(record: CallRecord, path: str) -> CallRecord:
+    from dataclasses import replace
+
+    return replace(record, recording_path=path)

@@ -1,0 +1,153 @@
+"""The dispatcher: admits calls cluster-wide and runs each on a warm CallActor.
+
+One named actor. Admission is ``voice_ai.pipeline.admission.AdmissionControl`` (no awaits
+inside a decision, so bursts cannot over-admit). A warm pool of prepared call actors makes
+setup a hand-over; a used actor retires after its call and the pool refills in the background.
+When a call ends, the dispatcher stores its record (durable first), then reports it
+(metrics, CALL_END). A call actor that dies (its node lost) ends the call as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
+
+from actors.call_actor import CallActor
+from actors.names import NAMESPACE, TELEMETRY
+from voice_ai.config import Settings
+from voice_ai.pipeline.admission import AdmissionControl, Decision
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.records import CallDirection, CallRecord, EndReason
+
+logger = logging.getLogger("voice_ai.dispatcher")
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class Dispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admission = AdmissionControl(settings.max_concurrent_calls)
+        self._warm: deque[ActorHandle] = deque()
+        self._warming = 0
+        self._active: dict[str, tuple[ActorHandle, str]] = {}  # call id -> (actor, key)
+        self._done: dict[str, asyncio.Future[CallRecord]] = {}
+        self._refill_lock: asyncio.Lock | None = None
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+
+    def _new_actor(self) -> ActorHandle:
+        s = self._settings
+        return CallActor.options(  # type: ignore[attr-defined]
+            num_cpus=s.call_actor_num_cpus,
+            memory=s.call_actor_memory_mb * 1024 * 1024,
+            scheduling_strategy="SPREAD",
+        ).remote(s)
+
+    async def fill_warm_pool(self) -> int:
+        """Start and prepare actors until the warm pool holds WARM_CALL_ACTORS. Returns size."""
+        if self._refill_lock is None:
+            self._refill_lock = asyncio.Lock()
+        async with self._refill_lock:
+            missing = self._settings.warm_call_actors - len(self._warm)
+            if missing > 0:
+                actors = [self._new_actor() for _ in range(missing)]
+                await asyncio.gather(*(a.prepare.remote() for a in actors))
+                self._warm.extend(actors)
+        return len(self._warm)
+
+    async def start_call(self, spec: CallSpec, key: str | None = None) -> dict[str, Any]:
+        """Admit a call and start it. ``key`` (a room name) makes repeats idempotent."""
+        admitted_at = time.time()
+        key = key or spec.call_id
+        decision, call_id = self._admission.admit(key, spec.call_id)
+        if decision is Decision.DUPLICATE:
+            return {"decision": decision.value, "call_id": call_id}
+        if decision is Decision.REJECTED:
+            self._telemetry.call_rejected.remote()
+            return {"decision": decision.value, "call_id": call_id}
+        warm = bool(self._warm)
+        actor = self._warm.popleft() if warm else self._new_actor()
+        spec = replace(spec, admitted_at=admitted_at, warm=warm)
+        direction = (CallDirection.SIMULATED if spec.scenario is not None
+                     else CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND)
+        self._telemetry.call_started.remote(direction.value)
+        self._active[call_id] = (actor, key)
+        done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
+        self._done[call_id] = done
+        asyncio.create_task(self._run(actor, spec, key, direction, done))  # noqa: RUF006
+        asyncio.create_task(self.fill_warm_pool())  # noqa: RUF006
+        return {"decision": decision.value, "call_id": call_id, "warm": warm}
+
+    async def _run(self, actor: ActorHandle, spec: CallSpec, key: str,
+                   direction: CallDirection, done: asyncio.Future[CallRecord]) -> None:
+        try:
+            record: CallRecord = await actor.run_call.remote(spec)
+        except RayActorError as e:
+            record = _failed(spec, direction, EndReason.NODE_LOST,
+                             f"call actor lost (node or process died): {type(e).__name__}")
+        except Exception as e:
+            record = _failed(spec, direction, EndReason.ERROR, f"{type(e).__name__}: {e}")
+        finally:
+            self._admission.release(key)
+            self._active.pop(spec.call_id, None)
+            ray.kill(actor, no_restart=True)
+        self._telemetry.call_ended.remote(record)
+        done.set_result(record)
+
+    async def wait_call(self, call_id: str) -> CallRecord:
+        fut = self._done.get(call_id)
+        if fut is None:
+            raise KeyError(f"unknown call id {call_id}")
+        record = await asyncio.shield(fut)
+        self._done.pop(call_id, None)
+        return record
+
+    async def run_simulated(self, spec: CallSpec) -> CallRecord | dict[str, Any]:
+        """Admit, run and wait for one simulated call (the CLI and tests use this)."""
+        started = await self.start_call(spec)
+        if started["decision"] != Decision.ACCEPTED:
+            return started
+        return await self.wait_call(started["call_id"])
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "active_calls": self._admission.active,
+            "max_concurrent_calls": self._admission.limit,
+            "warm_ready": len(self._warm),
+            "warm_target": self._settings.warm_call_actors,
+            "accepted_total": self._admission.accepted_total,
+            "rejected_total": self._admission.rejected_total,
+        }
+
+    async def process_stats(self) -> dict[tuple[str, str], dict[str, float]]:
+        """CPU and memory of call actors (active and warm), summed per node."""
+        actors = [a for a, _ in self._active.values()] + list(self._warm)
+        results = await asyncio.gather(*(a.stats.remote() for a in actors),
+                                       return_exceptions=True)
+        per_node: dict[tuple[str, str], dict[str, float]] = {}
+        for r in results:
+            if isinstance(r, BaseException):
+                continue
+            slot = per_node.setdefault(("call_actors", r["node_id"][:12]),
+                                       {"cpu_percent": 0.0, "rss_bytes": 0.0})
+            slot["cpu_percent"] += r["cpu_percent"]
+            slot["rss_bytes"] += r["rss_bytes"]
+        return per_node
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _failed(spec: CallSpec, direction: CallDirection, reason: EndReason, error: str) -> CallRecord:
+    return CallRecord(call_id=spec.call_id, direction=direction, started_at=spec.admitted_at,
+                      ended_at=time.time(), end_reason=reason, caller_masked=spec.caller_masked,
+                      warm_start=spec.warm, error=error)

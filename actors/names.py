@@ -1,0 +1,14 @@
+"""Names of the system's actors. System actors live in one namespace, so Serve replicas (which
+run in Serve's own namespace) and every driver find the same ones."""
+
+from __future__ import annotations
+
+NAMESPACE = "voice_ai"
+DISPATCHER = "dispatcher"
+TELEMETRY = "telemetry"
+STAGES = ("stt", "llm", "tts")
+
+
+def worker_name(stage: str, provider: str, index: int) -> str:
+    """E.g. ``stt-whisper-0``: one name per pool slot, so a restarted slot keeps its name."""
+    return f"{stage}-{provider}-{index}"

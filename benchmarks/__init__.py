@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints JSON and a short table. Not timed tests."""

@@ -1,0 +1,113 @@
+"""The Serve app on :8000: health, cluster-wide metrics, and (mounted) telephony routes.
+
+Thin: each route asks an actor handle and renders. ``build_app`` is the builder that
+``serve_config.yaml`` names; it reads settings from the environment of the cluster.
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import ray
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from ray import serve
+from ray.serve import Application
+
+from actors.names import DISPATCHER, NAMESPACE, TELEMETRY
+from actors.system import ensure_system, ping_all, pool_layout, worker_name
+from voice_ai.config import Settings, load_settings
+
+api = FastAPI(title="Voice AI agent", version="0.1.0")
+
+
+def _maybe_gzip(request: Request, body: bytes, media_type: str, enabled: bool) -> Response:
+    """ENABLE_COMPRESSION: gzip when the client accepts it."""
+    if enabled and "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(gzip.compress(body), media_type=media_type,
+                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return Response(body, media_type=media_type)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1)
+@serve.ingress(api)
+class VoiceGateway:
+    def __init__(self, settings: Settings, start_system: bool = True) -> None:
+        self._settings = settings
+        if start_system:  # `serve deploy` on a fresh cluster: bring up the actors too
+            ensure_system(settings)
+        self._dispatcher = ray.get_actor(DISPATCHER, namespace=NAMESPACE)
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+
+    async def _components(self) -> dict[str, dict[str, Any]]:
+        components: dict[str, dict[str, Any]] = {}
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        components["ray"] = {
+            "status": "healthy" if nodes else "unhealthy",
+            "nodes_alive": len(nodes),
+            "nodes": [{"node_id": n["NodeID"][:12], "address": n["NodeManagerAddress"],
+                       "resources": n.get("Resources", {})} for n in nodes],
+        }
+        for stage, (provider, size) in pool_layout(self._settings).items():
+            handles = []
+            for i in range(size):
+                try:
+                    handles.append(ray.get_actor(worker_name(stage, provider, i),
+                                                 namespace=NAMESPACE))
+                except ValueError:
+                    handles.append(None)
+            infos = await ping_all([h for h in handles if h is not None])
+            workers = [i if isinstance(i, dict) else {"error": f"{type(i).__name__}: {i}"}
+                       for i in infos]
+            workers += [{"error": "actor not found"}] * handles.count(None)
+            live = sum(1 for w in workers if "error" not in w)
+            components[f"{stage}_pool"] = {
+                "status": "healthy" if live == size else "degraded" if live else "unhealthy",
+                "provider": provider,
+                "workers_live": live,
+                "workers_configured": size,
+                "queue_length": sum(w.get("in_flight", 0) for w in workers),
+                "workers": workers,
+            }
+        try:
+            status = await self._dispatcher.status.remote()
+            components["call_pool"] = {"status": "healthy", **status}
+        except Exception as e:
+            components["call_pool"] = {"status": "unhealthy", "error": f"{type(e).__name__}: {e}"}
+        return components
+
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        components = await self._components()
+        failing = sorted(n for n, c in components.items() if c["status"] == "unhealthy")
+        if failing:
+            return JSONResponse({"status": "unhealthy", "failing": failing}, status_code=503)
+        return JSONResponse({"status": "healthy"})
+
+    @api.get("/health/detailed")
+    async def health_detailed(self, request: Request) -> Response:
+        import json
+
+        components = await self._components()
+        statuses = {c["status"] for c in components.values()}
+        overall = ("unhealthy" if "unhealthy" in statuses
+                   else "degraded" if "degraded" in statuses else "healthy")
+        body = json.dumps({"status": overall, "components": components}).encode()
+        response = _maybe_gzip(request, body, "application/json",
+                               self._settings.enable_compression)
+        response.status_code = 503 if overall == "unhealthy" else 200
+        return response
+
+    @api.get("/metrics")
+    async def metrics(self, request: Request) -> Response:
+        body: bytes = await self._telemetry.metrics_text.remote()
+        return _maybe_gzip(request, body, CONTENT_TYPE_LATEST, self._settings.enable_compression)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Serve builder (``import_path: deployments.app:build_app``). ``args`` may override settings
+    by field name, e.g. ``{"max_concurrent_calls": 50}``; the rest comes from the environment."""
+    settings = load_settings(**(args or {}))
+    return VoiceGateway.bind(settings)  # type: ignore[attr-defined, no-any-return]

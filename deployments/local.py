@@ -1,0 +1,141 @@
+"""A whole system on this machine: local Ray, the actors, the Serve app on :8000.
+
+Used by ``voice-ai run``, the tests' end-to-end fixtures and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import ray
+from ray import serve
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from actors.names import NAMESPACE
+from actors.system import SystemHandles, ensure_system
+from actors.worker_setup import RUNTIME_ENV
+from deployments.app import VoiceGateway
+from voice_ai.config import Settings
+from voice_ai.pipeline.scenario import Scenario
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.records import CallRecord
+
+APP_NAME = "voice_ai"
+
+
+class LocalSystem:
+    """Context manager: start on enter, shut everything down on exit (even on errors)."""
+
+    def __init__(self, settings: Settings, *, dashboard: bool = False,
+                 console: Console | None = None, num_cpus: int | None = None,
+                 own_ray: bool = True) -> None:
+        self.settings = settings
+        self._dashboard = dashboard
+        self._console = console or Console(quiet=True)
+        self._num_cpus = num_cpus
+        self._own_ray = own_ray
+        self.handles: SystemHandles | None = None
+
+    def __enter__(self) -> LocalSystem:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        c = self._console
+        if self._own_ray and not ray.is_initialized():
+            with c.status("starting Ray"):
+                ray.init(namespace=NAMESPACE, runtime_env=RUNTIME_ENV,
+                         include_dashboard=self._dashboard, num_cpus=self._num_cpus,
+                         log_to_driver=False)
+        with c.status("starting provider pools (loading whisper, llama.cpp, piper) and "
+                      f"{self.settings.warm_call_actors} warm call actors"):
+            started = time.perf_counter()
+            self.handles = ensure_system(self.settings)
+            c.print(f"pools ready in {time.perf_counter() - started:.1f}s")
+        with c.status(f"starting the HTTP app on :{self.settings.http_port}"):
+            serve.start(http_options={"host": self.settings.http_host,
+                                      "port": self.settings.http_port})
+            serve.run(VoiceGateway.bind(self.settings, start_system=False),  # type: ignore[attr-defined]
+                      name=APP_NAME, route_prefix="/", blocking=False)
+
+    def stop(self) -> None:
+        if not ray.is_initialized():
+            return
+        try:
+            serve.shutdown()
+        finally:
+            if self._own_ray:
+                ray.shutdown()
+
+    def run_calls(self, scenarios: Sequence[Scenario]) -> list[CallRecord]:
+        """Run one simulated call per scenario, all at once, with a live progress view."""
+        assert self.handles is not None, "start() first"
+        dispatcher = self.handles.dispatcher
+        specs = [CallSpec(call_id=uuid.uuid4().hex[:16], scenario=s,
+                          record_audio=True) for s in scenarios]
+        refs = {dispatcher.run_simulated.remote(spec): (i, spec) for i, spec in enumerate(specs)}
+        results: list[Any] = [None] * len(specs)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} calls"), TimeElapsedColumn(),
+                      console=self._console, transient=False) as progress:
+            task = progress.add_task(f"{len(specs)} simulated calls", total=len(specs))
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                for ref in done:
+                    i, spec = refs[ref]
+                    results[i] = ray.get(ref)
+                    progress.advance(task)
+                    r = results[i]
+                    if isinstance(r, CallRecord):
+                        progress.console.print(
+                            f"call {i + 1} ({spec.scenario.name if spec.scenario else ''}) "
+                            f"{r.outcome.value}: {len(r.turns)} turns")
+                    else:
+                        progress.console.print(f"call {i + 1}: {r.get('decision')}")
+        return [r for r in results if isinstance(r, CallRecord)]
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_results(console: Console, records: Sequence[CallRecord]) -> None:
+    """Each call's transcript, then the per-turn latency table."""
+    for n, r in enumerate(records, 1):
+        console.rule(f"call {n}  {r.call_id}  {r.outcome.value} ({r.end_reason.value})")
+        if r.error:
+            console.print(f"[red]{r.error}[/]")
+        for t in r.turns:
+            console.print(f"[cyan]caller (STT heard):[/] {t.user_text}")
+            console.print(f"[green]agent:[/] {t.agent_text}")
+        if r.recording_path:
+            console.print(f"recording: {r.recording_path}")
+    table = Table(title="Per-turn latency, seconds (end of caller speech -> first agent audio)")
+    for col in ("call", "turn", "e2e", "stt", "end of turn", "llm ttft", "tts ttfb",
+                "providers"):
+        table.add_column(col, justify="right" if col not in ("providers",) else "left")
+    for n, r in enumerate(records, 1):
+        for t in r.turns:
+            table.add_row(str(n), str(t.index + 1), _s(t.e2e_s), _s(t.stt_s),
+                          _s(t.end_of_turn_s), _s(t.llm_ttft_s), _s(t.tts_ttfb_s),
+                          "/".join(p for p in (t.stt_provider, t.llm_provider, t.tts_provider)))
+    console.print(table)
+    e2e = sorted(t.e2e_s for r in records for t in r.turns if t.e2e_s is not None)
+    if e2e:
+        console.print(f"response latency: avg {sum(e2e) / len(e2e):.2f}s, "
+                      f"max {e2e[-1]:.2f}s over {len(e2e)} turns")

@@ -1,0 +1,1 @@
+"""Local models shipped inside PyPI packages: faster-whisper, llama.cpp, Piper (no hub download)."""
