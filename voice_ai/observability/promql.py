@@ -13,12 +13,15 @@ Definitions (docs/metrics.md):
 
 from __future__ import annotations
 
+import re
+
 from voice_ai.observability.metrics import METRIC_NAMES
 
 __all__ = [
     "RAY_METRICS",
     "avg_latency",
     "error_rate",
+    "metric_names_in",
     "node_cpu_percent",
     "node_disk_percent",
     "node_memory_percent",
@@ -81,3 +84,29 @@ def node_memory_percent() -> str:
 
 def node_disk_percent() -> str:
     return "100 * ray_node_disk_usage / (ray_node_disk_usage + ray_node_disk_free)"
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_MATCHERS = re.compile(r"\{[^}]*\}")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENT = re.compile(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*")
+_KEYWORDS = frozenset({
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+    "offset", "inf", "nan",
+})
+
+
+def metric_names_in(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
+    text = _STRINGS.sub('""', expr)
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGES.sub(" ", text)
+    text = _GROUPING.sub(" ", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        rest = text[match.end():].lstrip()
+        if rest.startswith("(") or match.group(0).lower() in _KEYWORDS:
+            continue
+        names.add(match.group(0))
+    return names
