@@ -13,11 +13,14 @@ sends it (protojson body, JWT with the body's sha256 in ``Authorization``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +112,21 @@ class FakeLiveKitServer:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @contextmanager
+    def threaded(self) -> Iterator[FakeLiveKitServer]:
+        """Serve from a background thread's loop, for sync tests (CLI, TestClient)."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="fake-livekit", daemon=True)
+        thread.start()
+        asyncio.run_coroutine_threadsafe(self.__aenter__(), loop).result(timeout=10)
+        try:
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.__aexit__(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
 
     # --- test controls ----------------------------------------------------------------------
     def fail_next(self, method: str, status: int, code: str, msg: str,

@@ -129,6 +129,13 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(error).replace("\n", " ")
+
+
 def load_spec(path: Path, env: Mapping[str, str]) -> tuple[ProvisionSpec, str]:
     """Read and validate a provisioning file; return the spec and the SIP password from
     ``env`` (empty when the trunk uses no auth). Raises ``ProvisionError`` with one line."""
@@ -137,7 +144,7 @@ def load_spec(path: Path, env: Mapping[str, str]) -> tuple[ProvisionSpec, str]:
     except OSError as e:
         raise ProvisionError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ProvisionError(f"{path}: not valid YAML: {e}") from None
+        raise ProvisionError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     try:
         spec = ProvisionSpec.model_validate(raw if raw is not None else {})
     except ValidationError as e:
