@@ -42,6 +42,11 @@ class _Resample:
             self._from = frame.sample_rate
         return self._resampler.push(frame)
 
+    def drain(self) -> list[rtc.AudioFrame]:
+        """The samples the resampler still holds back; it starts afresh afterwards."""
+        resampler, self._resampler = self._resampler, None
+        return resampler.flush() if resampler is not None else []
+
 
 class ParticipantAudioInput(io.AudioInput):
     """The caller's audio. Waits for a track, follows a re-published one, ends on ``aclose``."""
@@ -123,20 +128,25 @@ class RoomAudioOutput(io.AudioOutput):
             return
         self._capturing = False
         previous = self._playout
+        tail = self._resample.drain()
+        self._segment_s += sum(frame.duration for frame in tail)
         self._playout_s = self._segment_s
         self._playout = asyncio.get_running_loop().create_task(
-            self._finish_when_played(previous, self._segment_s)
+            self._finish_when_played(previous, tail, self._segment_s)
         )
 
     async def _finish_when_played(
-        self, previous: asyncio.Task[None] | None, length_s: float
+        self, previous: asyncio.Task[None] | None, tail: list[rtc.AudioFrame], length_s: float
     ) -> None:
         if previous is not None:
             await asyncio.shield(previous)
+        for frame in tail:
+            await self._source.capture_frame(frame)
         await self._source.wait_for_playout()
         self.on_playback_finished(playback_position=length_s, interrupted=False)
 
     def clear_buffer(self) -> None:
+        self._resample.drain()
         queued_s = self._source.queued_duration
         self._source.clear_queue()
         if self._playout is not None and not self._playout.done():
