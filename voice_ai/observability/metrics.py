@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from voice_ai.records import CallRecord, TurnTimings
+from voice_ai.records import CallDirection, CallRecord, EndReason, TurnTimings
 
 __all__ = ["BREAKER_STATE_VALUES", "LATENCY_BUCKETS_S", "METRIC_NAMES", "VoiceMetrics"]
 
@@ -112,6 +112,19 @@ class VoiceMetrics:
             n["component_healthy"], "1 when a component's health check passes, 0 when it fails",
             ["component"], registry=r,
         )
+        self._start_counters_at_zero()
+
+    def _start_counters_at_zero(self) -> None:
+        """Create the known label sets at 0. Prometheus's rate() and increase() cannot see the
+        first increment of a series that appears already at 1, so the first failed call after a
+        restart would otherwise never reach the success-rate alert."""
+        for direction in CallDirection:
+            self.calls_started.labels(direction=direction.value)
+        for reason in EndReason:
+            self.calls_ended.labels(outcome=reason.outcome.value, end_reason=reason.value)
+        for fallback in ("true", "false"):
+            self.turns.labels(fallback=fallback)
+        self.errors.labels(component="call")
 
     # --- events ----------------------------------------------------------------------------
     def call_started(self, direction: str) -> None:
