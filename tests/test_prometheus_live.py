@@ -32,7 +32,10 @@ __all__ = ["start_prometheus"]  # the fixture, re-exported so pytest finds it he
 # What Grafana substitutes for $__rate_interval with a 1 s scrape interval is a few seconds; a
 # wider window keeps the test steady on a loaded machine.
 RATE_INTERVAL = "30s"
-RAY_NODE_LABELS = 'ip="127.0.0.1",SessionName="session_test",IsHeadNode="true",Version="2.60.0"'
+RAY_NODE_LABELS = (  # ray.dashboard.consts.NODE_TAG_KEYS
+    'ip="127.0.0.1",Version="2.60.0",SessionName="session_test",IsHeadNode="true",'
+    'RayNodeType="head"'
+)
 RAY_NODE_METRICS = {  # Ray's reporter agent gauges, as its exporter prints them
     "ray_node_cpu_utilization": 12.5,
     "ray_node_mem_used": 4.0e9,
