@@ -102,11 +102,11 @@ def _latency_from(summary: dict[str, Any], where: str) -> dict[str, dict[str, fl
                                   for k, v in stats.items() if k in _STATS}
     for stage in STAGES:
         for stat in (*_STATS, "mean"):
-            for unit, scale in (("s", 1.0), ("ms", 0.001)):
+            for unit, divisor in (("s", 1.0), ("ms", 1000.0)):
                 key = f"{stage}_{stat}_{unit}"
                 if key in summary:
                     name = "avg" if stat == "mean" else stat
-                    value = _number(summary[key], f"{where}.{key}") * scale
+                    value = _number(summary[key], f"{where}.{key}") / divisor
                     latency.setdefault(stage, {})[name] = value
     return {k: v for k, v in latency.items() if v}
 

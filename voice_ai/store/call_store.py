@@ -93,7 +93,14 @@ class CallStore:
         return cur.rowcount == 1
 
     def close(self) -> None:
+        """Close the connection; the last one to close checkpoints and removes the WAL."""
         self._conn.close()
+
+    def __enter__(self) -> CallStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call_row(self, r: CallRecord) -> tuple[object, ...]:
         return (

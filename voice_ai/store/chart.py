@@ -26,12 +26,13 @@ def write_daily_chart(summary: WindowSummary, path: Path, *, title: str) -> Path
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
 
     hours = sorted(summary.e2e_by_hour)
-    for label, pick in (
-        ("p50", lambda h: summary.e2e_by_hour[h].p50_s),
-        ("p95", lambda h: summary.e2e_by_hour[h].p95_s),
-        ("p99", lambda h: summary.e2e_by_hour[h].p99_s),
+    per_hour = [summary.e2e_by_hour[h] for h in hours]
+    for label, values in (
+        ("p50", [s.p50_s for s in per_hour]),
+        ("p95", [s.p95_s for s in per_hour]),
+        ("p99", [s.p99_s for s in per_hour]),
     ):
-        top.plot(hours, [pick(h) for h in hours], marker="o", label=label)
+        top.plot(hours, values, marker="o", label=label)
     top.axhline(_P95_TARGET_S, color="red", linestyle="--", linewidth=1, label="p95 target")
     top.axhline(_AVG_TARGET_S, color="grey", linestyle=":", linewidth=1, label="avg target")
     top.set_ylabel("end-to-end latency (s)")

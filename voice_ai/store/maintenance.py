@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voice_ai.store.errors import DatabaseCorruptError, DatabaseMissingError
-from voice_ai.store.schema import BUSY_TIMEOUT_MS, integrity_errors, open_readonly, schema_version
+from voice_ai.store.schema import (
+    BUSY_TIMEOUT_MS,
+    SCHEMA_VERSION,
+    integrity_errors,
+    open_readonly,
+    schema_version,
+)
 
 __all__ = ["DatabaseCheck", "analyze_database", "check_database", "vacuum_database"]
 
@@ -48,6 +54,8 @@ def check_database(db_path: Path) -> DatabaseCheck:
             calls, turns, events = counts
         finally:
             conn.close()
+        if not 1 <= version <= SCHEMA_VERSION:
+            problems = (f"not a call store database (schema version {version})",)
     return DatabaseCheck(
         db_path, not problems, problems, version, calls, turns, events,
         db_path.stat().st_size, _wal_size(db_path),
