@@ -227,3 +227,19 @@ def test_sqlite_backup_api_copy_is_readable_by_a_plain_connection(tmp_path: Path
     conn = sqlite3.connect(result.latest)
     assert conn.execute("SELECT caller_masked FROM calls").fetchall() == [("+1******67",)]
     conn.close()
+
+
+def test_a_sqlite_file_that_is_not_a_call_store_is_refused(paths: dict[str, Path]) -> None:
+    with CallStore(paths["db"]) as store:
+        store.write_call(make_call("c1"))
+    foreign = paths["backups"] / "other.db"
+    foreign.parent.mkdir(parents=True)
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+    before = digest(paths["db"])
+    code, _, err = cli("restore", str(foreign), "--yes")
+    assert (code, err.strip()) == (
+        1, f"error: {foreign} is not a call store database (schema version 0)")
+    assert digest(paths["db"]) == before
