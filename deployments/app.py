@@ -4,7 +4,6 @@ Thin: each route asks an actor handle and renders. ``build_app`` is the builder 
 ``serve_config.yaml`` names; it reads settings from the environment of the cluster.
 """
 
-from __future__ import annotations
 
 import gzip
 from typing import Any

@@ -29,3 +29,41 @@ def ray_session() -> Iterator[None]:
         )
     yield
     ray.shutdown()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def system_settings(tmp_path_factory: pytest.TempPathFactory):
+    """Settings of the shared end-to-end system: local models, temp paths, a free port."""
+    from voice_ai.config import Settings
+
+    root = tmp_path_factory.mktemp("system")
+    return Settings(
+        http_port=free_port(),
+        http_host="127.0.0.1",
+        data_dir=root / "data",
+        log_dir=root / "logs",
+        db_path=root / "data" / "voice_ai.db",
+        recordings_dir=root / "data" / "recordings",
+        backup_dir=root / "backups",
+        warm_call_actors=1,
+        max_concurrent_calls=20,
+    )
+
+
+@pytest.fixture(scope="session")
+def local_system(ray_session: None, system_settings):
+    """The whole system (pools, dispatcher, telemetry, Serve app) on the shared Ray, once."""
+    from deployments.local import LocalSystem
+
+    system = LocalSystem(system_settings, own_ray=False)
+    system.start()
+    yield system
+    system.stop()

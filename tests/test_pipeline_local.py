@@ -53,7 +53,7 @@ async def test_one_call_real_models_transcribes_and_answers(tmp_path: Path) -> N
     heard = _words(turn.user_text)
     assert {"appointment", "tuesday"} <= heard, turn.user_text  # real STT, not the script
     assert turn.agent_text.strip()
-    assert turn.e2e_s is not None and 0.0 < turn.e2e_s < 10.0
+    assert turn.e2e_s is not None and turn.e2e_s > 0.0  # a timing, not a target (benchmarks)
     assert turn.stt_provider == "whisper" and turn.tts_provider == "piper"
     assert recorder.agent_voiced_seconds > 0.5  # greeting + answer were heard
 

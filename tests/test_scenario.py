@@ -24,7 +24,7 @@ def test_shipped_scenarios_load(path: Path) -> None:
     ("text", "expected"),
     [
         ("name: x\n", "turns: Field required"),
-        ("name: x\nturns: []\n", "turns: List should have at least 1 item"),
+        ("name: x\nturns: []\n", "turns: Tuple should have at least 1 item"),
         ("name: x\nturns:\n  - says: hi\n", "turns.0.say: Field required"),
         ("name: x\nturns:\n  - say: hi\n    pause_before_s: -1\n", "turns.0.pause_before_s"),
         ("name: [unclosed\n", "is not valid YAML (line"),

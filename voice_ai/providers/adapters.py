@@ -25,6 +25,7 @@ from livekit.agents import (
     tts,
     utils,
 )
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from voice_ai.errors import PermanentProviderError, ProviderError
@@ -85,7 +86,7 @@ class EngineSTT(stt.STT):
         self._served.stt = _served(self._engine)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language=stt.LanguageCode(lang), text=text)],
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text)],
         )
 
 

@@ -36,6 +36,10 @@ class LlamaEngine:
             verbose=False,
         )
         self._lock = asyncio.Lock()
+        # the first generation pages the weights in and sets up buffers (seconds); pay it at
+        # load time, not on a caller's first turn
+        self._llm.create_chat_completion(
+            messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
 
     def _produce(self, messages: list[ChatMessage], loop: asyncio.AbstractEventLoop,
                  queue: asyncio.Queue[Any], stop: threading.Event) -> None:

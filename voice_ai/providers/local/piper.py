@@ -36,6 +36,7 @@ class PiperEngine:
         self.sample_rate: int = int(self._voice.config.sample_rate)
         self._lock = asyncio.Lock()
         self.cache_hits = 0
+        self.synthesize_sync("Hello.")  # warm up the ONNX session
 
     def _sentences_sync(self, text: str) -> list[bytes]:
         return [chunk.audio_int16_bytes for chunk in self._voice.synthesize(text)]

@@ -59,6 +59,7 @@ class WhisperEngine:
             cpu_threads=self.cpu_threads,
         )
         self._lock = asyncio.Lock()
+        self.transcribe_sync(bytes(WHISPER_SAMPLE_RATE * 2), WHISPER_SAMPLE_RATE)  # warm up
         logger.info("whisper model loaded", extra={"device": self.device,
                                                     "compute_type": self.compute_type})
 
