@@ -97,11 +97,13 @@ class BreakerGate:
         return result
 
 
-def ensure_breaker_registry(settings: Settings, *, name: str = REGISTRY_NAME) -> ActorHandle:
+def ensure_breaker_registry(
+    settings: Settings, *, name: str = REGISTRY_NAME, namespace: str | None = None
+) -> ActorHandle:
     """The cluster's registry in the current namespace, created on first use.
 
     The first creator's settings win; ``name`` other than the default is for isolated tests.
     """
     return BreakerRegistry.options(  # type: ignore[attr-defined]  # ray.remote adds .options
-        name=name, get_if_exists=True, lifetime="detached"
+        name=name, get_if_exists=True, lifetime="detached", namespace=namespace
     ).remote(breaker_config_from_settings(settings))

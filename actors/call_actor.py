@@ -15,8 +15,11 @@ from typing import Any
 import psutil
 import ray
 
-from actors.names import NAMESPACE, TELEMETRY
+from actors.breaker_registry import BreakerGate
+from actors.fallback_client import FallbackClient
+from actors.names import BREAKER_REGISTRY, NAMESPACE, TELEMETRY
 from actors.pool_client import PoolClient
+from actors.pool_layout import LOCAL_PROVIDER, pool_layout
 from voice_ai.config import Settings
 from voice_ai.pipeline.session import CallEngines, CallSession
 from voice_ai.pipeline.specs import CallSpec
@@ -40,12 +43,21 @@ class CallActor:
         """Warm up: connect pool clients and load the VAD. Returns where and how long."""
         started = time.perf_counter()
         s = self._settings
-        self._engines = CallEngines(
-            stt=await PoolClient.connect("stt", s.stt_provider, s.stt_pool_size),
-            llm=await PoolClient.connect("llm", s.llm_provider, s.llm_pool_size),
-            tts=await PoolClient.connect("tts", s.tts_provider, s.tts_pool_size),
-            vad=load_vad(s),
-        )
+        clients: dict[str, Any] = {}
+        local: dict[str, PoolClient] = {}
+        gate: BreakerGate | None = None
+        for stage, pools in pool_layout(s).items():
+            connected = [await PoolClient.connect(p.stage, p.provider, p.size) for p in pools]
+            local[stage] = connected[-1]  # the local model is always the last pool
+            if len(connected) == 1:
+                clients[stage] = connected[0]
+            else:
+                gate = gate or BreakerGate(ray.get_actor(BREAKER_REGISTRY, namespace=NAMESPACE))
+                clients[stage] = FallbackClient(stage, connected[0], connected[1], gate)
+        assert local["tts"].name == LOCAL_PROVIDER["tts"]
+        self._caller_voice = local["tts"]  # simulated callers always speak with Piper
+        self._engines = CallEngines(stt=clients["stt"], llm=clients["llm"], tts=clients["tts"],
+                                    vad=load_vad(s))
         self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
         return {"node_id": self._node_id, "pid": os.getpid(),
                 "prepare_s": time.perf_counter() - started}
@@ -57,11 +69,11 @@ class CallActor:
         telemetry = self._telemetry
 
         def on_turn(turn: TurnTimings) -> None:
-            telemetry.turn.remote(turn)
+            telemetry.turn.remote(spec.call_id, turn)
 
         session = CallSession(self._settings, self._engines, call_id=spec.call_id,
                               node_id=self._node_id, on_turn=on_turn)
-        transport = build_transport(spec, self._engines, self._settings)
+        transport = build_transport(spec, self._settings, caller_voice=self._caller_voice)
         record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm)
         recorder = getattr(transport, "recorder", None)
         if recorder is not None:

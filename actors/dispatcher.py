@@ -23,10 +23,12 @@ from ray.exceptions import RayActorError
 
 from actors.call_actor import CallActor
 from actors.names import NAMESPACE, TELEMETRY
+from actors.store_writer import StoreClient
 from voice_ai.config import Settings
 from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallDirection, CallRecord, EndReason
+from voice_ai.store import StoreUnavailableError
 
 logger = logging.getLogger("voice_ai.dispatcher")
 
@@ -36,12 +38,12 @@ class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._admission = AdmissionControl(settings.max_concurrent_calls)
-        self._warm: deque[ActorHandle] = deque()
-        self._warming = 0
+        self._warm: deque[tuple[ActorHandle, str]] = deque()  # (prepared actor, its node id)
         self._active: dict[str, tuple[ActorHandle, str]] = {}  # call id -> (actor, key)
         self._done: dict[str, asyncio.Future[CallRecord]] = {}
         self._refill_lock: asyncio.Lock | None = None
         self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+        self._store = StoreClient(namespace=NAMESPACE)
 
     def _new_actor(self) -> ActorHandle:
         s = self._settings
@@ -59,8 +61,8 @@ class Dispatcher:
             missing = self._settings.warm_call_actors - len(self._warm)
             if missing > 0:
                 actors = [self._new_actor() for _ in range(missing)]
-                await asyncio.gather(*(a.prepare.remote() for a in actors))
-                self._warm.extend(actors)
+                infos = await asyncio.gather(*(a.prepare.remote() for a in actors))
+                self._warm.extend((a, i["node_id"]) for a, i in zip(actors, infos, strict=True))
         return len(self._warm)
 
     async def start_call(self, spec: CallSpec, key: str | None = None) -> dict[str, Any]:
@@ -70,15 +72,16 @@ class Dispatcher:
         decision, call_id = self._admission.admit(key, spec.call_id)
         if decision is Decision.DUPLICATE:
             return {"decision": decision.value, "call_id": call_id}
-        if decision is Decision.REJECTED:
-            self._telemetry.call_rejected.remote()
-            return {"decision": decision.value, "call_id": call_id}
-        warm = bool(self._warm)
-        actor = self._warm.popleft() if warm else self._new_actor()
-        spec = replace(spec, admitted_at=admitted_at, warm=warm)
         direction = (CallDirection.SIMULATED if spec.scenario is not None
                      else CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND)
-        self._telemetry.call_started.remote(direction.value)
+        if decision is Decision.REJECTED:
+            self._telemetry.call_rejected.remote(call_id, direction.value, spec.caller_masked)
+            return {"decision": decision.value, "call_id": call_id}
+        warm = bool(self._warm)
+        actor, node = self._warm.popleft() if warm else (self._new_actor(), "")
+        spec = replace(spec, admitted_at=admitted_at, warm=warm)
+        self._telemetry.call_started.remote(call_id, direction.value, spec.caller_masked,
+                                            node[:12])
         self._active[call_id] = (actor, key)
         done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._done[call_id] = done
@@ -99,8 +102,19 @@ class Dispatcher:
             self._admission.release(key)
             self._active.pop(spec.call_id, None)
             ray.kill(actor, no_restart=True)
-        self._telemetry.call_ended.remote(record)
+        await self._store_durably(record)
+        await self._telemetry.call_ended.remote(record)  # CALL_END only after the store commit
         done.set_result(record)
+
+    async def _store_durably(self, record: CallRecord) -> None:
+        """Retry until the writer commits: a record sent while it is down is late, never lost."""
+        while True:
+            try:
+                await self._store.write_call(record)
+                return
+            except StoreUnavailableError as e:
+                logger.error("call record not stored yet, retrying",
+                             extra={"call_id": record.call_id, "error": str(e)})
 
     async def wait_call(self, call_id: str) -> CallRecord:
         fut = self._done.get(call_id)
@@ -129,7 +143,7 @@ class Dispatcher:
 
     async def process_stats(self) -> dict[tuple[str, str], dict[str, float]]:
         """CPU and memory of call actors (active and warm), summed per node."""
-        actors = [a for a, _ in self._active.values()] + list(self._warm)
+        actors = [a for a, _ in self._active.values()] + [a for a, _ in self._warm]
         results = await asyncio.gather(*(a.stats.remote() for a in actors),
                                        return_exceptions=True)
         per_node: dict[tuple[str, str], dict[str, float]] = {}

@@ -12,3 +12,5 @@ STAGES = ("stt", "llm", "tts")
 def worker_name(stage: str, provider: str, index: int) -> str:
     """E.g. ``stt-whisper-0``: one name per pool slot, so a restarted slot keeps its name."""
     return f"{stage}-{provider}-{index}"
+BREAKER_REGISTRY = "breaker_registry"
+STORE_WRITER = "store_writer"

@@ -62,7 +62,8 @@ class StoreWriter:
 
 
 def ensure_store_writer(
-    settings: Settings, *, name: str = WRITER_NAME, detached: bool = False
+    settings: Settings, *, name: str = WRITER_NAME, detached: bool = False,
+    namespace: str | None = None,
 ) -> ActorHandle:
     """Get the named writer, creating it on the head node if it does not exist yet.
 
@@ -76,6 +77,8 @@ def ensure_store_writer(
     }
     if detached:
         options["lifetime"] = "detached"
+    if namespace is not None:
+        options["namespace"] = namespace
     return StoreWriter.options(**options).remote(  # type: ignore[attr-defined]
         str(settings.db_path.resolve()), settings.store_transcripts
     )

@@ -1,4 +1,5 @@
-"""Start (or find) the system's long-lived actors: telemetry hub, provider pools, dispatcher.
+"""Start (or find) the system's long-lived actors: telemetry hub, store writer, breaker
+registry, provider pools, dispatcher.
 
 Every actor is named in one namespace and created with ``get_if_exists``, so the CLI, the Serve
 app builder and the tests can all call ``ensure_system`` and share one set. They are detached:
@@ -14,9 +15,12 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from actors.breaker_registry import ensure_breaker_registry
 from actors.dispatcher import Dispatcher
-from actors.names import DISPATCHER, NAMESPACE, TELEMETRY, worker_name
+from actors.names import DISPATCHER, NAMESPACE, TELEMETRY
+from actors.pool_layout import PoolSpec, needs_breakers, pool_layout
 from actors.provider_workers import WORKER_CLASSES
+from actors.store_writer import ensure_store_writer
 from actors.telemetry import TelemetryHub
 from voice_ai.config import Settings
 
@@ -25,48 +29,55 @@ from voice_ai.config import Settings
 class SystemHandles:
     telemetry: ActorHandle
     dispatcher: ActorHandle
+    store_writer: ActorHandle
+    breaker_registry: ActorHandle | None
     workers: dict[str, list[ActorHandle]]
 
 
-def pool_layout(settings: Settings) -> dict[str, tuple[str, int]]:
-    """stage -> (provider, size) for the configured primary providers."""
-    return {
-        "stt": (settings.stt_provider, settings.stt_pool_size),
-        "llm": (settings.llm_provider, settings.llm_pool_size),
-        "tts": (settings.tts_provider, settings.tts_pool_size),
-    }
+def _named(cls: Any, name: str, **options: Any) -> Any:
+    return cls.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                       get_if_exists=True, **options)
 
 
-def _named(cls: Any, name: str, **options: Any) -> ActorHandle:
-    handle: ActorHandle = cls.options(
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, **options
-    )
-    return handle
+def whisper_gpus(settings: Settings) -> float:
+    """GPUs one whisper worker asks for: 1 where the cluster has GPUs (WHISPER_DEVICE auto or
+    cuda), 0 otherwise; the worker then runs on CPU with int8."""
+    if settings.whisper_device == "cpu":
+        return 0.0
+    if settings.whisper_device == "cuda":
+        return 1.0
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
 
 
-def start_pools(settings: Settings) -> dict[str, list[ActorHandle]]:
-    workers: dict[str, list[ActorHandle]] = {}
-    for stage, (provider, size) in pool_layout(settings).items():
-        cls = WORKER_CLASSES[stage]
-        workers[stage] = [
-            _named(cls, worker_name(stage, provider, i),
-                   num_cpus=settings.pool_actor_num_cpus, max_concurrency=32
-                   ).remote(settings, provider)
-            for i in range(size)
-        ]
-    return workers
+def start_pool(settings: Settings, pool: PoolSpec) -> list[ActorHandle]:
+    cls = WORKER_CLASSES[pool.stage]
+    gpus = whisper_gpus(settings) if pool.provider == "whisper" else 0.0
+    return [
+        _named(cls, name, num_cpus=settings.pool_actor_num_cpus, num_gpus=gpus,
+               max_concurrency=32).remote(settings, pool.provider)
+        for name in pool.names
+    ]
 
 
 def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
     """Create what is missing, wait until every pool worker answers, fill the warm pool."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     telemetry = _named(TelemetryHub, TELEMETRY, num_cpus=0).remote(settings)
-    workers = start_pools(settings)
+    store_writer = ensure_store_writer(settings, detached=True, namespace=NAMESPACE)
+    registry = (ensure_breaker_registry(settings, namespace=NAMESPACE)
+                if needs_breakers(settings) else None)
+    workers = {
+        pool.label: start_pool(settings, pool)
+        for pools in pool_layout(settings).values() for pool in pools
+    }
     ray.get(telemetry.start.remote())
+    ray.get(store_writer.pid.remote())
     ray.get([w.info.remote() for ws in workers.values() for w in ws])
     dispatcher = _named(Dispatcher, DISPATCHER, num_cpus=0, max_concurrency=1000).remote(settings)
     if warm:
         ray.get(dispatcher.fill_warm_pool.remote())
-    return SystemHandles(telemetry=telemetry, dispatcher=dispatcher, workers=workers)
+    return SystemHandles(telemetry=telemetry, dispatcher=dispatcher, store_writer=store_writer,
+                         breaker_registry=registry, workers=workers)
 
 
 async def ping_all(handles: list[ActorHandle], timeout_s: float = 2.0) -> list[Any]:

@@ -1,14 +1,18 @@
 """Runs once on every Ray worker's main thread (``worker_process_setup_hook``).
 
-livekit-agents refuses to register plugins off the main thread ("Plugins must be registered on
-the main thread"), and async actors run ``__init__`` and methods on an asyncio thread. So the
-plugins a worker may need are imported here, before any actor code runs.
+- livekit-agents refuses to register plugins off the main thread ("Plugins must be registered
+  on the main thread"), and async actors run ``__init__`` and methods on an asyncio thread, so
+  the plugins a worker may need are imported here, before any actor code runs.
+- Log records of every worker, on any node, are forwarded to the telemetry hub, which writes
+  the runbook's log files (``voice_ai.observability.logs``).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 PLUGINS = (
     "livekit.plugins.silero",
@@ -26,7 +30,41 @@ def import_plugins() -> None:
             logging.getLogger(__name__).warning("plugin not importable: %s", name)
 
 
+class HubSink:
+    """Sends a batch of log records to the telemetry hub; looks the hub up lazily."""
+
+    def __init__(self) -> None:
+        self._hub: Any = None
+
+    def __call__(self, batch: list[Mapping[str, object]]) -> None:
+        import ray
+
+        from actors.names import NAMESPACE, TELEMETRY
+
+        if self._hub is None:
+            try:
+                self._hub = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+            except ValueError:
+                return  # no hub yet (system still starting): these records stay in Ray's logs
+        self._hub.ingest_logs.remote(batch)
+
+
+def forward_logs() -> None:
+    import ray
+
+    from voice_ai.observability.logs import install_log_forwarding
+
+    node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else ""
+    install_log_forwarding(HubSink(), "INFO", node=node)
+
+
+def setup_worker() -> None:
+    import_plugins()
+    forward_logs()
+
+
 RUNTIME_ENV = {
-    "worker_process_setup_hook": "actors.worker_setup.import_plugins",
-    "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    "worker_process_setup_hook": "actors.worker_setup.setup_worker",
+    "env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                 "TOKENIZERS_PARALLELISM": "false"},
 }

@@ -64,7 +64,8 @@ def main() -> None:
         s = result[stage]
         assert isinstance(s, dict)
         if s.get("n"):
-            table.add_row(stage, str(s["n"]), *(f"{s[k]:.3f}" for k in ("avg", "p50", "p95", "max")))
+            cells = (f"{s[k]:.3f}" for k in ("avg", "p50", "p95", "max"))
+            table.add_row(stage, str(s["n"]), *cells)
     console.print(table)
     print(json.dumps(result, indent=2))
     if args.json_path:

@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve
 from ray.serve import Application
 
-from actors.names import DISPATCHER, NAMESPACE, TELEMETRY
-from actors.system import ensure_system, ping_all, pool_layout, worker_name
+from actors.names import BREAKER_REGISTRY, DISPATCHER, NAMESPACE, TELEMETRY
+from actors.pool_layout import pool_layout
+from actors.system import ensure_system, ping_all
 from voice_ai.config import Settings, load_settings
 
 api = FastAPI(title="Voice AI agent", version="0.1.0")
@@ -49,33 +50,59 @@ class VoiceGateway:
             "nodes": [{"node_id": n["NodeID"][:12], "address": n["NodeManagerAddress"],
                        "resources": n.get("Resources", {})} for n in nodes],
         }
-        for stage, (provider, size) in pool_layout(self._settings).items():
-            handles = []
-            for i in range(size):
-                try:
-                    handles.append(ray.get_actor(worker_name(stage, provider, i),
-                                                 namespace=NAMESPACE))
-                except ValueError:
-                    handles.append(None)
-            infos = await ping_all([h for h in handles if h is not None])
-            workers = [i if isinstance(i, dict) else {"error": f"{type(i).__name__}: {i}"}
-                       for i in infos]
-            workers += [{"error": "actor not found"}] * handles.count(None)
-            live = sum(1 for w in workers if "error" not in w)
-            components[f"{stage}_pool"] = {
-                "status": "healthy" if live == size else "degraded" if live else "unhealthy",
-                "provider": provider,
-                "workers_live": live,
-                "workers_configured": size,
-                "queue_length": sum(w.get("in_flight", 0) for w in workers),
-                "workers": workers,
-            }
+        for stage, pools in pool_layout(self._settings).items():
+            primary = await self._pool_health(pools[0].names)
+            primary["provider"] = pools[0].provider
+            if len(pools) > 1:  # a cloud provider with the local model behind it
+                fallback = await self._pool_health(pools[1].names)
+                fallback["provider"] = pools[1].provider
+                primary["fallback"] = fallback
+                if primary["status"] == "unhealthy" and fallback["status"] != "unhealthy":
+                    primary["status"] = "degraded"
+            components[f"{stage}_pool"] = primary
         try:
             status = await self._dispatcher.status.remote()
             components["call_pool"] = {"status": "healthy", **status}
         except Exception as e:
             components["call_pool"] = {"status": "unhealthy", "error": f"{type(e).__name__}: {e}"}
+        components["breakers"] = await self._breakers()
         return components
+
+    async def _pool_health(self, names: list[str]) -> dict[str, Any]:
+        handles = []
+        for name in names:
+            try:
+                handles.append(ray.get_actor(name, namespace=NAMESPACE))
+            except ValueError:
+                handles.append(None)
+        infos = await ping_all([h for h in handles if h is not None])
+        workers = [i if isinstance(i, dict) else {"error": f"{type(i).__name__}: {i}"}
+                   for i in infos]
+        workers += [{"error": "actor not found"}] * handles.count(None)
+        live = sum(1 for w in workers if "error" not in w)
+        return {
+            "status": "healthy" if live == len(names) else "degraded" if live else "unhealthy",
+            "workers_live": live,
+            "workers_configured": len(names),
+            "queue_length": sum(w.get("in_flight", 0) for w in workers),
+            "workers": workers,
+        }
+
+    async def _breakers(self) -> dict[str, Any]:
+        """Breaker per cloud provider: open is degraded (fallbacks serve), a permanent error
+        (401, 403, 400) needs a person."""
+        try:
+            registry = ray.get_actor(BREAKER_REGISTRY, namespace=NAMESPACE)
+        except ValueError:
+            return {"status": "healthy", "detail": "no cloud provider configured"}
+        try:
+            snapshots = await registry.snapshots.remote()
+        except Exception as e:
+            return {"status": "unhealthy", "error": f"{type(e).__name__}: {e}"}
+        attention = sorted(p for p, s in snapshots.items() if s["needs_attention"])
+        degraded = attention or any(s["state"] != "closed" for s in snapshots.values())
+        return {"status": "degraded" if degraded else "healthy", "needs_attention": attention,
+                "providers": snapshots}
 
     @api.get("/health")
     async def health(self) -> JSONResponse:

@@ -11,6 +11,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -55,12 +56,14 @@ def port_in_use(host: str, port: int) -> bool:
 
 @app.command()
 def run(
-    calls: int = typer.Option(3, "--calls", min=1, max=1000, help="Simulated calls to run."),
-    scenario: Path | None = typer.Option(None, "--scenario", help="Scenario YAML (default: "
-                                         "every file in scenarios/, in turn)."),
-    exit_after: bool = typer.Option(False, "--exit", help="Exit after the calls instead of "
-                                    "serving :8000 until Ctrl-C."),
-    dashboard: bool = typer.Option(False, "--dashboard", help="Start the Ray dashboard too."),
+    calls: Annotated[int, typer.Option("--calls", min=1, max=1000,
+                                       help="Simulated calls to run.")] = 3,
+    scenario: Annotated[Path | None, typer.Option(
+        "--scenario", help="Scenario YAML (default: every file in scenarios/, in turn).")] = None,
+    exit_after: Annotated[bool, typer.Option(
+        "--exit", help="Exit after the calls instead of serving :8000 until Ctrl-C.")] = False,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="Start the Ray dashboard too.")] = False,
 ) -> None:
     """Start local Ray, the pools and the Serve app; run simulated calls; keep serving."""
     settings = _settings_or_exit()

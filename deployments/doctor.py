@@ -54,7 +54,7 @@ def _port(settings: Settings) -> Callable[[], str]:
 def _shm() -> str:
     free_gb = shutil.disk_usage("/dev/shm").free / 1e9
     if free_gb < 1.0:
-        raise RuntimeError(f"/dev/shm has only {free_gb:.1f} GB free; Ray's object store needs more")
+        raise RuntimeError(f"/dev/shm has only {free_gb:.1f} GB free; Ray needs more")
     return f"/dev/shm {free_gb:.1f} GB free"
 
 

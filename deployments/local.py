@@ -19,7 +19,7 @@ from rich.table import Table
 
 from actors.names import NAMESPACE
 from actors.system import SystemHandles, ensure_system
-from actors.worker_setup import RUNTIME_ENV
+from actors.worker_setup import RUNTIME_ENV, forward_logs
 from deployments.app import VoiceGateway
 from voice_ai.config import Settings
 from voice_ai.pipeline.scenario import Scenario
@@ -66,6 +66,7 @@ class LocalSystem:
             started = time.perf_counter()
             self.handles = ensure_system(self.settings)
             c.print(f"pools ready in {time.perf_counter() - started:.1f}s")
+        forward_logs()  # this driver's records go to the hub's log files too
         with c.status(f"starting the HTTP app on :{self.settings.http_port}"):
             serve.start(http_options={"host": self.settings.http_host,
                                       "port": self.settings.http_port})

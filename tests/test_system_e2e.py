@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -93,6 +94,24 @@ def test_one_call_end_to_end_with_real_models(local_system) -> None:
                  "voice_ai_tts_first_byte_seconds_count"):
         assert _metric(text, name) >= 2
     assert "voice_ai_active_calls" in text
+
+    # the record is durable in the store, and the audit log says so after it
+    with sqlite3.connect(local_system.settings.db_path) as db:
+        row = db.execute("SELECT outcome, direction FROM calls WHERE call_id = ?",
+                         (record.call_id,)).fetchone()
+        n_turns = db.execute("SELECT COUNT(*) FROM turns WHERE call_id = ?",
+                             (record.call_id,)).fetchone()[0]
+    assert row == ("completed", "simulated") and n_turns == 2
+    logs = local_system.settings.log_dir
+    deadline = time.time() + 10
+    while record.call_id not in (logs / "voice_ai_agent_audit.log").read_text():
+        assert time.time() < deadline, "CALL_END never reached the audit log"
+        time.sleep(0.5)
+    audit = [ln for ln in (logs / "voice_ai_agent_audit.log").read_text().splitlines()
+             if record.call_id in ln]
+    assert any("CALL_START" in ln for ln in audit) and any("CALL_END" in ln for ln in audit)
+    perf = (logs / "voice_ai_agent_performance.log").read_text()
+    assert sum("LATENCY:" in ln and record.call_id in ln for ln in perf.splitlines()) == 2
 
     status, body = http_get(f"{base}/health")
     assert status == 200 and json.loads(body) == {"status": "healthy"}

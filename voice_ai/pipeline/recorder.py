@@ -1,4 +1,4 @@
-"""Both sides of a conversation on one timeline, written as a stereo WAV (left caller, right agent)."""
+"""Both sides of a conversation on one timeline, as a stereo WAV (left caller, right agent)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ class CallSession:
         self._on_turn = on_turn
         self._on_listening = on_listening
 
-    def _agent_session(self, served: ServedBy) -> AgentSession:
+    def _agent_session(self, served: ServedBy) -> AgentSession[Any]:
         _vad_silence_s, min_delay_s = self.settings.endpointing
         return AgentSession(
             vad=self.engines.vad,
@@ -193,7 +193,7 @@ class CallSession:
             turns=tuple(builder.turns),
         )
 
-    async def _close(self, session: AgentSession, transport: CallTransport) -> None:
+    async def _close(self, session: AgentSession[Any], transport: CallTransport) -> None:
         try:
             await transport.hangup()
             await session.aclose()

@@ -58,7 +58,7 @@ def _to_api_error(e: ProviderError) -> Exception:
     return APIConnectionError(str(e), retryable=False)  # our pool already retried/fell back
 
 
-class EngineSTT(stt.STT):
+class EngineSTT(stt.STT[Any]):
     """Non-streaming STT: AgentSession wraps it in ``stt.StreamAdapter`` with the VAD."""
 
     def __init__(self, engine: SpeechToText, served: ServedBy | None = None) -> None:
@@ -104,7 +104,7 @@ def chat_messages(chat_ctx: llm.ChatContext) -> list[ChatMessage]:
     return messages
 
 
-class EngineLLM(llm.LLM):
+class EngineLLM(llm.LLM[Any]):
     def __init__(self, engine: TextGenerator, served: ServedBy | None = None) -> None:
         super().__init__()
         self._engine = engine
@@ -146,7 +146,7 @@ class _EngineLLMStream(llm.LLMStream):
         self._llm._served.llm = _served(engine)
 
 
-class EngineTTS(tts.TTS):
+class EngineTTS(tts.TTS[Any]):
     """Non-streaming TTS per sentence: AgentSession wraps it in ``tts.StreamAdapter``."""
 
     def __init__(self, engine: SpeechSynthesizer, served: ServedBy | None = None) -> None:

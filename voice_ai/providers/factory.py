@@ -21,7 +21,7 @@ def build_stt_engine(settings: Settings, provider: str) -> SpeechToText:
     if provider == "deepgram":
         from voice_ai.providers.cloud import DeepgramEngine
 
-        return DeepgramEngine.from_settings(settings)
+        return DeepgramEngine(settings)
     raise ValueError(f"unknown STT provider {provider!r}: expected whisper or deepgram")
 
 
@@ -38,7 +38,7 @@ def build_llm_engine(settings: Settings, provider: str) -> TextGenerator:
     if provider == "openai":
         from voice_ai.providers.cloud import OpenAIEngine
 
-        return OpenAIEngine.from_settings(settings)
+        return OpenAIEngine(settings)
     raise ValueError(f"unknown LLM provider {provider!r}: expected local or openai")
 
 
@@ -55,5 +55,5 @@ def build_tts_engine(settings: Settings, provider: str) -> SpeechSynthesizer:
     if provider == "cartesia":
         from voice_ai.providers.cloud import CartesiaEngine
 
-        return CartesiaEngine.from_settings(settings)
+        return CartesiaEngine(settings)
     raise ValueError(f"unknown TTS provider {provider!r}: expected piper or cartesia")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from voice_ai.providers.engines import ChatMessage
 
@@ -48,10 +48,10 @@ class LlamaEngine:
                 messages=messages,  # type: ignore[arg-type]  # llama_cpp's TypedDicts
                 max_tokens=self.max_tokens, stream=True, temperature=0.3,
             )
-            for part in stream:
+            for part in cast(Iterator[dict[str, Any]], stream):  # stream=True: chunk dicts
                 if stop.is_set():
                     break
-                delta = part["choices"][0]["delta"].get("content")  # type: ignore[index]
+                delta = part["choices"][0].get("delta", {}).get("content")
                 if delta:
                     loop.call_soon_threadsafe(queue.put_nowait, delta)
         except Exception as e:  # surfaced on the event loop side

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["PiperEngine"]
+
+T = TypeVar("T")
+
+
+def _next_or_none(items: Iterator[T]) -> T | None:
+    return next(items, None)
 
 logger = logging.getLogger(__name__)
 _BYTES_PER_SAMPLE = 2
@@ -64,8 +71,8 @@ class PiperEngine:
             # Piper yields one chunk per sentence: step the generator in a thread so the first
             # sentence streams out while later ones are still being synthesized
             sentences = iter(self._voice.synthesize(text))
-            while (chunk := await asyncio.to_thread(next, sentences, None)) is not None:
-                audio = chunk.audio_int16_bytes
+            while (sentence := await asyncio.to_thread(_next_or_none, sentences)) is not None:
+                audio = sentence.audio_int16_bytes
                 produced.append(audio)
                 for piece in self._chunks(audio):
                     yield piece
