@@ -45,6 +45,7 @@ class _WorkerBase:
             "cpu_percent": self._proc.cpu_percent(),
             "uptime_s": time.time() - self._started,
             "sample_rate": getattr(self._engine, "sample_rate", None),
+            "device": getattr(self._engine, "device", None),  # whisper: cuda or cpu, resolved
         }
 
     def _begin(self) -> None:
