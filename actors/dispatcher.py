@@ -21,12 +21,14 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
+from actors.busy import play_busy
 from actors.call_actor import CallActor
 from actors.names import NAMESPACE, TELEMETRY
 from actors.store_writer import StoreClient
 from voice_ai.config import Settings
 from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
+from voice_ai.pipeline.transports import is_simulated_room
 from voice_ai.records import CallDirection, CallRecord, EndReason
 from voice_ai.store import StoreUnavailableError
 
@@ -41,6 +43,7 @@ class Dispatcher:
         self._warm: deque[tuple[ActorHandle, str]] = deque()  # (prepared actor, its node id)
         self._active: dict[str, tuple[ActorHandle, str]] = {}  # call id -> (actor, key)
         self._done: dict[str, asyncio.Future[CallRecord]] = {}
+        self._cancelled: dict[str, EndReason] = {}
         self._refill_lock: asyncio.Lock | None = None
         self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
         self._store = StoreClient(namespace=NAMESPACE)
@@ -76,6 +79,7 @@ class Dispatcher:
                      else CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND)
         if decision is Decision.REJECTED:
             self._telemetry.call_rejected.remote(call_id, direction.value, spec.caller_masked)
+            asyncio.create_task(self._reject(spec, direction, admitted_at))  # noqa: RUF006
             return {"decision": decision.value, "call_id": call_id}
         warm = bool(self._warm)
         actor, node = self._warm.popleft() if warm else (self._new_actor(), "")
@@ -94,8 +98,11 @@ class Dispatcher:
         try:
             record: CallRecord = await actor.run_call.remote(spec)
         except RayActorError as e:
-            record = _failed(spec, direction, EndReason.NODE_LOST,
-                             f"call actor lost (node or process died): {type(e).__name__}")
+            cancelled = self._cancelled.pop(spec.call_id, None)
+            record = (_failed(spec, direction, cancelled, "cancelled: the call never connected")
+                      if cancelled is not None else
+                      _failed(spec, direction, EndReason.NODE_LOST,
+                              f"call actor lost (node or process died): {type(e).__name__}"))
         except Exception as e:
             record = _failed(spec, direction, EndReason.ERROR, f"{type(e).__name__}: {e}")
         finally:
@@ -105,6 +112,35 @@ class Dispatcher:
         await self._store_durably(record)
         await self._telemetry.call_ended.remote(record)  # CALL_END only after the store commit
         done.set_result(record)
+
+    async def _reject(self, spec: CallSpec, direction: CallDirection, at: float) -> None:
+        """The busy path: a LiveKit caller hears the busy message and is hung up; every
+        rejected call is recorded (outcome rejected, end reason rejected_busy)."""
+        if spec.room is not None and not is_simulated_room(self._settings):
+            try:
+                await play_busy(self._settings, spec.room)
+            except Exception as e:  # the caller may already be gone; the record still counts
+                logger.warning("busy message not played",
+                               extra={"call_id": spec.call_id, "error": f"{type(e).__name__}"})
+        record = CallRecord(call_id=spec.call_id, direction=direction, started_at=at,
+                            ended_at=time.time(), end_reason=EndReason.REJECTED_BUSY,
+                            caller_masked=spec.caller_masked, warm_start=False)
+        await self._store_durably(record)
+
+    async def admit_room(self, room: str, caller_masked: str, outbound: bool) -> dict[str, Any]:
+        """A LiveKit room needs an agent (webhook or outbound dial). Idempotent per room."""
+        spec = CallSpec(call_id=new_call_id(), room=room, caller_masked=caller_masked,
+                        outbound=outbound)
+        return await self.start_call(spec, key=room)
+
+    def cancel_room(self, room: str, reason: str) -> bool:
+        """The admitted call in ``room`` never connected: stop its actor, record ``reason``."""
+        for call_id, (actor, key) in self._active.items():
+            if key == room:
+                self._cancelled[call_id] = EndReason(reason)
+                ray.kill(actor, no_restart=True)
+                return True
+        return False
 
     async def _store_durably(self, record: CallRecord) -> None:
         """Retry until the writer commits: a record sent while it is down is late, never lost."""

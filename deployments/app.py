@@ -18,7 +18,10 @@ from ray.serve import Application
 from actors.names import BREAKER_REGISTRY, DISPATCHER, NAMESPACE, TELEMETRY
 from actors.pool_layout import pool_layout
 from actors.system import ensure_system, ping_all
+from deployments.ray_dispatch import RayCallDispatcher
+from deployments.telephony_routes import build_telephony_router
 from voice_ai.config import Settings, load_settings
+from voice_ai.telephony.credentials import open_livekit_api
 
 api = FastAPI(title="Voice AI agent", version="0.1.0")
 
@@ -40,6 +43,9 @@ class VoiceGateway:
             ensure_system(settings)
         self._dispatcher = ray.get_actor(DISPATCHER, namespace=NAMESPACE)
         self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+        # POST /livekit/webhook and POST /calls, bound to this cluster's dispatcher
+        api.include_router(build_telephony_router(
+            settings, RayCallDispatcher(self._dispatcher), lambda: open_livekit_api(settings)))
 
     async def _components(self) -> dict[str, dict[str, Any]]:
         components: dict[str, dict[str, Any]] = {}

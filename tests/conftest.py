@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -55,6 +58,11 @@ def system_settings(tmp_path_factory: pytest.TempPathFactory):
         backup_dir=root / "backups",
         warm_call_actors=1,
         max_concurrent_calls=20,
+        # webhook-dispatched rooms are answered by the simulated caller (no LiveKit server here)
+        livekit_url=f"sim://{SCENARIOS / 'opening_hours.yaml'}",
+        livekit_api_key="devkey",
+        livekit_api_secret="secret-for-tests-only-0123456789",
+        calls_api_token="calls-token-for-tests-only",
     )
 
 

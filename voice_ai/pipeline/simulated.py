@@ -155,8 +155,12 @@ class SimulatedCaller(CallTransport):
         *,
         recorder: ConversationRecorder | None = None,
         clock: Callable[[], float] = time.time,
+        direction: CallDirection = CallDirection.SIMULATED,
+        caller_masked: str = "",
     ) -> None:
         self.scenario = scenario
+        self.direction = direction
+        self.caller_masked = caller_masked
         self._voice = voice
         self._clock = clock
         self.recorder = recorder

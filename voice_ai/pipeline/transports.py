@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from voice_ai.config import Settings
 from voice_ai.pipeline.recorder import ConversationRecorder
+from voice_ai.pipeline.scenario import load_scenario
 from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
 from voice_ai.providers.engines import SpeechSynthesizer
+from voice_ai.records import CallDirection
 
-__all__ = ["build_transport"]
+__all__ = ["SIMULATED_ROOM_SCHEME", "build_transport", "is_simulated_room"]
+
+# LIVEKIT_URL=sim://scenarios/x.yaml: rooms are answered by the simulated caller speaking that
+# scenario. The whole inbound path (signed webhook, dispatcher, warm call actor, session) runs
+# as in production with no LiveKit server; only the transport differs.
+SIMULATED_ROOM_SCHEME = "sim://"
+
+
+def is_simulated_room(settings: Settings) -> bool:
+    return (settings.livekit_url or "").startswith(SIMULATED_ROOM_SCHEME)
 
 
 def build_transport(
@@ -20,10 +31,15 @@ def build_transport(
     if spec.scenario is not None:
         recorder = ConversationRecorder() if spec.record_audio else None
         return SimulatedCaller(spec.scenario, caller_voice, recorder=recorder)
-    from voice_ai.records import CallDirection
-    from voice_ai.telephony.livekit_transport import LiveKitTransport
-
     assert spec.room is not None
     direction = CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND
+    if is_simulated_room(settings):
+        assert settings.livekit_url is not None
+        scenario = load_scenario(settings.livekit_url.removeprefix(SIMULATED_ROOM_SCHEME))
+        recorder = ConversationRecorder() if spec.record_audio else None
+        return SimulatedCaller(scenario, caller_voice, recorder=recorder, direction=direction,
+                               caller_masked=spec.caller_masked)
+    from voice_ai.telephony.livekit_transport import LiveKitTransport
+
     return LiveKitTransport(settings, spec.room, direction=direction,
                             caller_masked=spec.caller_masked)

@@ -188,3 +188,11 @@ def busy_tone_frames(sample_rate: int = 24_000, *, duration_s: float = 2.0,
         ))
         frames.append(rtc.AudioFrame(samples.tobytes(), sample_rate, 1, per_frame))
     return frames
+
+
+def frames_from_pcm(pcm16: bytes, sample_rate: int) -> list[rtc.AudioFrame]:
+    """Mono 16-bit PCM (a synthesized busy message) as ``FRAME_MS`` frames, the last padded."""
+    step = sample_rate * FRAME_MS // 1000 * 2
+    pcm16 += bytes(-len(pcm16) % step)
+    return [rtc.AudioFrame(pcm16[i : i + step], sample_rate, 1, step // 2)
+            for i in range(0, len(pcm16), step)]
