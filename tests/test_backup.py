@@ -171,7 +171,8 @@ def test_restore_replaces_the_live_database_and_keeps_the_previous_one(
 
 
 def test_restore_asks_first_and_does_nothing_on_no(paths: dict[str, Path]) -> None:
-    CallStore(paths["db"]).write_call(make_call("c1"))
+    with CallStore(paths["db"]) as store:  # closed: its WAL is checkpointed before the digest
+        store.write_call(make_call("c1"))
     assert cli("backup")[0] == 0
     before = digest(paths["db"])
     code, _, _ = cli("restore", str(paths["backups"] / "latest_backup.db"), input="n\n")
