@@ -49,3 +49,17 @@ test-performance: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Cluster launch (docs/RUNBOOK.md): on-prem by default, CLUSTER=cluster.aws.yaml for AWS.
+CLUSTER ?= cluster.yaml
+.PHONY: cluster-up cluster-down runbook-check
+
+cluster-up: install
+	$(BIN)/ray up -y $(CLUSTER)
+
+cluster-down: install
+	$(BIN)/ray down -y $(CLUSTER)
+
+# Runs every command of docs/RUNBOOK.md that works on one machine, against a live local system.
+runbook-check: install system-deps
+	$(BIN)/python -m deployments.runbook_check
