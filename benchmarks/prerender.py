@@ -1,0 +1,56 @@
+"""The callers' lines rendered once with Piper, so both sides of the benchmark hear the same audio.
+
+``prerender`` asks the running system's Piper pool for every scenario line. That both renders
+the audio once and leaves it in the pool's phrase cache (ENABLE_CACHING), so the call actors'
+simulated callers get the same bytes back from the cache without running Piper during the
+measurement. The baseline's call processes read the file and need no Piper at all.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from voice_ai.pipeline.scenario import Scenario
+
+__all__ = ["PrerenderedVoice", "load_audio", "prerender", "save_audio"]
+
+
+class PrerenderedVoice:
+    """A ``SpeechSynthesizer`` that only knows the lines it was given."""
+
+    name = "prerendered"
+
+    def __init__(self, audio: dict[str, bytes], sample_rate: int) -> None:
+        self._audio = audio
+        self.sample_rate = sample_rate
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        try:
+            yield self._audio[text]
+        except KeyError:
+            raise KeyError(f"line not pre-rendered: {text!r}") from None
+
+
+async def prerender(scenarios: Iterable[Scenario], pool_size: int,
+                    namespace: str) -> PrerenderedVoice:
+    """Render every distinct line through the Piper pool (each worker once, filling its cache)."""
+    from actors.pool_client import PoolClient
+
+    piper = await PoolClient.connect("tts", "piper", pool_size, namespace)
+    lines = sorted({t.say for s in scenarios for t in s.turns})
+    audio: dict[str, bytes] = {}
+    for line in lines:
+        for _ in range(pool_size):  # round robin: every worker caches every line
+            audio[line] = b"".join([chunk async for chunk in piper.synthesize(line)])
+    return PrerenderedVoice(audio, piper.sample_rate)
+
+
+def save_audio(voice: PrerenderedVoice, path: Path) -> None:
+    path.write_bytes(pickle.dumps({"sample_rate": voice.sample_rate, "audio": voice._audio}))
+
+
+def load_audio(path: Path) -> PrerenderedVoice:
+    data = pickle.loads(path.read_bytes())  # noqa: S301  # our own file, written just before
+    return PrerenderedVoice(data["audio"], int(data["sample_rate"]))

@@ -1,0 +1,103 @@
+"""CPU and memory of a process tree over a benchmark phase, sampled on a thread.
+
+Every process below this one (Ray's raylet, GCS, workers, call actors; or the baseline's call
+processes) is polled every ``interval_s``: CPU time (user + system) and USS. A process that
+exits keeps its last sample, so a retired call actor still counts. The benchmark driver itself
+(which also hosts the provider simulators) is not counted on either side.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+__all__ = ["ProcessSampler", "TreeUsage"]
+
+
+@dataclass
+class _Proc:
+    label: str
+    cpu_start_s: float
+    cpu_last_s: float
+    uss_peak: int = 0
+    in_call: bool = False
+
+
+@dataclass
+class TreeUsage:
+    cpu_s: float
+    wall_s: float
+    peak_total_uss: int
+    call_process_uss_peaks: list[int] = field(default_factory=list)
+    processes: int = 0
+
+
+class ProcessSampler:
+    """``start()`` at the beginning of a phase, ``stop()`` at its end -> ``TreeUsage``.
+
+    ``call_marker``: a substring of a process's command line while it runs a call (Ray sets the
+    title ``ray::CallActor.run_call``); those processes' peak USS is memory per call.
+    """
+
+    def __init__(self, call_marker: str, interval_s: float = 0.5) -> None:
+        self._root = psutil.Process(os.getpid())
+        self._marker = call_marker
+        self._interval_s = interval_s
+        self._procs: dict[int, _Proc] = {}
+        self._peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="proc-sampler", daemon=True)
+        self._started = 0.0
+
+    def start(self) -> ProcessSampler:
+        self._started = time.time()
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> TreeUsage:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample(initial=False)
+        cpu = sum(p.cpu_last_s - p.cpu_start_s for p in self._procs.values())
+        calls = [p.uss_peak for p in self._procs.values() if p.in_call and p.uss_peak]
+        return TreeUsage(cpu_s=cpu, wall_s=time.time() - self._started,
+                         peak_total_uss=self._peak_total, call_process_uss_peaks=calls,
+                         processes=len(self._procs))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample(initial=False)
+
+    def _sample(self, *, initial: bool) -> None:
+        total = 0
+        try:
+            children = self._root.children(recursive=True)
+        except psutil.Error:
+            return
+        for proc in children:
+            try:
+                with proc.oneshot():
+                    t = proc.cpu_times()
+                    cpu = t.user + t.system
+                    cmd = " ".join(proc.cmdline())
+                    uss = proc.memory_full_info().uss
+            except psutil.Error:
+                continue
+            known = self._procs.get(proc.pid)
+            if known is None:
+                # a process born during the phase counts from zero (its start-up is real cost)
+                known = _Proc(label=cmd[:80], cpu_start_s=cpu if initial else 0.0,
+                              cpu_last_s=cpu)
+                self._procs[proc.pid] = known
+            known.cpu_last_s = cpu
+            if self._marker in cmd:
+                known.in_call = True
+            if known.in_call:
+                known.uss_peak = max(known.uss_peak, uss)
+            total += uss
+        self._peak_total = max(self._peak_total, total)
