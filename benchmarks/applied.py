@@ -40,6 +40,8 @@ def tag_of(text: str) -> str | None:
 @dataclass
 class _Request:
     started: float
+    mono: float = 0.0  # time.monotonic(): comparable with the breaker's transition times
+    faulted: bool = False
     tag: str | None = None
     first: list[float] = field(default_factory=list)
     chunks: list[float] = field(default_factory=list)
@@ -68,7 +70,6 @@ class InstrumentedSimulators:
         self.sims = ProviderSimulators(profile, seed=seed)
         self._counter = itertools.count(1)
         self._requests: dict[str, list[_Request]] = {"deepgram": [], "openai": [], "cartesia": []}
-        self.first_fault_at: float | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="simulators",
                                         daemon=True)
@@ -98,6 +99,10 @@ class InstrumentedSimulators:
         return self.sims.request_counts()
 
     # --- results ------------------------------------------------------------------------
+    def faulted_at(self, provider: str) -> list[float]:
+        """``time.monotonic()`` of each request the simulator answered with a fault."""
+        return [r.mono for r in list(self._requests[provider]) if r.faulted]
+
     def applied(self) -> dict[str, AppliedLatency]:
         """Tag -> the latency the simulators applied for that caller turn."""
         stt: dict[str, float] = {}
@@ -140,11 +145,10 @@ class InstrumentedSimulators:
         requests = self._requests[name]
 
         async def admit(request: Any, **kwargs: Any) -> Any:
-            req = _Request(started=time.time())
+            req = _Request(started=time.time(), mono=time.monotonic(),
+                           faulted=server.fault.value != "none")
             _current.set(req)
             requests.append(req)
-            if server.fault.value != "none" and self.first_fault_at is None:
-                self.first_fault_at = req.started
             return await original(request, **kwargs)
 
         server.admit = admit
