@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from deployments import ops_cli  # noqa: F401  (registers `voice-ai pool ...`, `call test`)
 from voice_ai.cli.app import app, fail
 from voice_ai.config import Settings, load_settings
 from voice_ai.errors import ConfigError, ScenarioError

@@ -1,0 +1,163 @@
+"""Operator commands against a running cluster (docs/RUNBOOK.md): ``voice-ai pool status``,
+``voice-ai pool restart STAGE``, ``voice-ai call test``.
+
+They attach to the cluster of ``RAY_ADDRESS`` (or the one started on this machine by
+``ray start``), never start a new one, and only use the system's named actors.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voice_ai.cli.app import app, fail
+
+pool_app = typer.Typer(help="Provider pools (STT/LLM/TTS workers) of the running cluster.",
+                       no_args_is_help=True)
+call_app = typer.Typer(help="Calls on the running cluster.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+app.add_typer(call_app, name="call")
+console = Console()
+STAGES = ("stt", "llm", "tts")
+
+
+def _namespace(settings: Any) -> str:
+    from actors.names import NAMESPACE
+
+    return str(getattr(settings, "ray_namespace", NAMESPACE))
+
+
+@contextmanager
+def _attached() -> Iterator[None]:
+    """Attach to the running cluster; one line and exit 2 when there is none."""
+    import ray
+
+    try:
+        ray.init(address="auto", log_to_driver=False,
+                 logging_level="ERROR")
+    except (ConnectionError, RuntimeError) as e:
+        raise fail(f"no running Ray cluster to attach to (set RAY_ADDRESS): {e}", code=2) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _settings() -> Any:
+    from deployments.cli import _settings_or_exit
+
+    return _settings_or_exit()
+
+
+def _info(name: str, namespace: str, timeout_s: float = 5.0) -> dict[str, Any] | None:
+    import ray
+
+    try:
+        handle = ray.get_actor(name, namespace=namespace)
+        info: dict[str, Any] = ray.get(handle.info.remote(), timeout=timeout_s)
+        return info
+    except Exception:
+        return None
+
+
+@pool_app.command("status")
+def pool_status() -> None:
+    """Every pool worker: node, device, pid, requests in flight. Exit 1 if one is down."""
+    from actors.pool_layout import pool_layout
+
+    settings = _settings()
+    table = Table(title="provider pools")
+    for col in ("worker", "node", "device", "pid", "in flight", "served"):
+        table.add_column(col)
+    down = 0
+    with _attached():
+        for pools in pool_layout(settings).values():
+            for pool in pools:
+                for name in pool.names:
+                    info = _info(name, _namespace(settings))
+                    if info is None:
+                        down += 1
+                        table.add_row(name, "-", "-", "-", "DOWN", "-")
+                        continue
+                    table.add_row(name, info["node_id"][:12], str(info.get("device") or "-"),
+                                  str(info["pid"]), str(info["in_flight"]), str(info["served"]))
+    console.print(table)
+    if down:
+        raise fail(f"{down} pool worker(s) not answering")
+
+
+@pool_app.command("restart")
+def pool_restart(
+    stage: Annotated[str, typer.Argument(help="stt, llm or tts")],
+    provider: Annotated[str | None, typer.Option(
+        help="Only this provider's pool (e.g. whisper); default: every pool of the stage.")] = None,
+    timeout_s: Annotated[float, typer.Option(help="Wait per worker.")] = 180.0,
+) -> None:
+    """Rolling restart: one worker at a time, each back (new process) before the next."""
+    import ray
+
+    from actors.pool_layout import pool_layout
+
+    if stage not in STAGES:
+        raise fail(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}", code=2)
+    settings = _settings()
+    pools = [p for p in pool_layout(settings)[stage] if provider in (None, p.provider)]
+    if not pools:
+        raise fail(f"no {stage} pool with provider {provider!r}", code=2)
+    with _attached():
+        for pool in pools:
+            for name in pool.names:
+                ns = _namespace(settings)
+                before = _info(name, ns)
+                if before is None:
+                    raise fail(f"{name} is not answering; see `voice-ai pool status`")
+                ray.kill(ray.get_actor(name, namespace=ns), no_restart=False)
+                deadline = time.time() + timeout_s
+                while (after := _info(name, ns)) is None or after["pid"] == before["pid"]:
+                    if time.time() > deadline:
+                        raise fail(f"{name} did not come back within {timeout_s:.0f}s")
+                    time.sleep(0.5)
+                console.print(f"{name} restarted: pid {before['pid']} -> {after['pid']} "
+                              f"on node {after['node_id'][:12]}")
+
+
+@call_app.command("test")
+def call_test(
+    scenario: Annotated[Path, typer.Option(help="Scenario YAML the simulated caller speaks.")]
+    = Path("scenarios/book_appointment.yaml"),
+    timeout_s: Annotated[float, typer.Option(help="Give up after this long.")] = 300.0,
+) -> None:
+    """Place one simulated call through the dispatcher; exit 1 unless it completes."""
+    import ray
+
+    from actors.names import DISPATCHER
+    from voice_ai.errors import ScenarioError
+    from voice_ai.pipeline.scenario import load_scenario
+    from voice_ai.pipeline.specs import CallSpec
+    from voice_ai.records import CallRecord
+
+    try:
+        spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(scenario))
+    except ScenarioError as e:
+        raise fail(str(e), code=2) from None
+    namespace = _namespace(_settings())
+    with _attached():
+        dispatcher = ray.get_actor(DISPATCHER, namespace=namespace)
+        result = ray.get(dispatcher.run_simulated.remote(spec), timeout=timeout_s)
+    if not isinstance(result, CallRecord):
+        raise fail(f"call {spec.call_id} {result['decision']} (MAX_CONCURRENT_CALLS reached?)")
+    console.print(f"call {result.call_id} {result.outcome.value} ({result.end_reason.value}), "
+                  f"{len(result.turns)} turns")
+    for t in result.turns:
+        console.print(f"  caller: {t.user_text}\n  agent: {t.agent_text}  (e2e "
+                      f"{t.e2e_s if t.e2e_s is None else round(t.e2e_s, 2)}s)")
+    if result.outcome.value != "completed":
+        raise fail(f"call {result.call_id} {result.outcome.value}: {result.error}")
