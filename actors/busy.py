@@ -14,7 +14,8 @@ from voice_ai.telephony.room_audio import frames_from_pcm
 async def play_busy(settings: Settings, room: str) -> None:
     """Join ``room``, say BUSY_MESSAGE (cached by the TTS pool with ENABLE_CACHING), hang up."""
     piper = next(p for p in pool_layout(settings)["tts"] if p.provider == LOCAL_PROVIDER["tts"])
-    voice = await PoolClient.connect("tts", piper.provider, piper.size)
+    voice = await PoolClient.connect("tts", piper.provider, piper.size,
+                                     settings.ray_namespace)
     pcm = b"".join([chunk async for chunk in voice.synthesize(settings.busy_message)])
     frames: list[rtc.AudioFrame] = frames_from_pcm(pcm, voice.sample_rate)
     await play_busy_and_hangup(settings, room, frames=frames)

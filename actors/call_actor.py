@@ -17,9 +17,10 @@ import ray
 
 from actors.breaker_registry import BreakerGate
 from actors.fallback_client import FallbackClient
-from actors.names import BREAKER_REGISTRY, NAMESPACE, TELEMETRY
+from actors.names import BREAKER_REGISTRY, TELEMETRY
 from actors.pool_client import PoolClient
 from actors.pool_layout import LOCAL_PROVIDER, pool_layout
+from actors.worker_setup import forward_logs
 from voice_ai.config import Settings
 from voice_ai.pipeline.session import CallEngines, CallSession
 from voice_ai.pipeline.specs import CallSpec
@@ -38,27 +39,29 @@ class CallActor:
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent()
         self._node_id = ray.get_runtime_context().get_node_id()
+        forward_logs(settings.ray_namespace)
 
     async def prepare(self) -> dict[str, Any]:
         """Warm up: connect pool clients and load the VAD. Returns where and how long."""
         started = time.perf_counter()
         s = self._settings
+        ns = s.ray_namespace
         clients: dict[str, Any] = {}
         local: dict[str, PoolClient] = {}
         gate: BreakerGate | None = None
         for stage, pools in pool_layout(s).items():
-            connected = [await PoolClient.connect(p.stage, p.provider, p.size) for p in pools]
+            connected = [await PoolClient.connect(p.stage, p.provider, p.size, ns) for p in pools]
             local[stage] = connected[-1]  # the local model is always the last pool
             if len(connected) == 1:
                 clients[stage] = connected[0]
             else:
-                gate = gate or BreakerGate(ray.get_actor(BREAKER_REGISTRY, namespace=NAMESPACE))
+                gate = gate or BreakerGate(ray.get_actor(BREAKER_REGISTRY, namespace=ns))
                 clients[stage] = FallbackClient(stage, connected[0], connected[1], gate)
         assert local["tts"].name == LOCAL_PROVIDER["tts"]
         self._caller_voice = local["tts"]  # simulated callers always speak with Piper
         self._engines = CallEngines(stt=clients["stt"], llm=clients["llm"], tts=clients["tts"],
                                     vad=load_vad(s))
-        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=ns)
         return {"node_id": self._node_id, "pid": os.getpid(),
                 "prepare_s": time.perf_counter() - started}
 

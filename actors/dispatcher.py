@@ -23,8 +23,9 @@ from ray.exceptions import RayActorError
 
 from actors.busy import play_busy
 from actors.call_actor import CallActor
-from actors.names import NAMESPACE, TELEMETRY
+from actors.names import TELEMETRY
 from actors.store_writer import StoreClient
+from actors.worker_setup import forward_logs
 from voice_ai.config import Settings
 from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
@@ -45,8 +46,9 @@ class Dispatcher:
         self._done: dict[str, asyncio.Future[CallRecord]] = {}
         self._cancelled: dict[str, EndReason] = {}
         self._refill_lock: asyncio.Lock | None = None
-        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
-        self._store = StoreClient(namespace=NAMESPACE)
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=settings.ray_namespace)
+        self._store = StoreClient(namespace=settings.ray_namespace)
+        forward_logs(settings.ray_namespace)
 
     def _new_actor(self) -> ActorHandle:
         s = self._settings

@@ -18,7 +18,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from actors.names import NAMESPACE, worker_name
+from actors.names import worker_name
 from voice_ai.errors import TransientProviderError
 from voice_ai.providers.engines import ChatMessage
 
@@ -42,8 +42,8 @@ class PoolClient:
         self._rr = itertools.count()
 
     @classmethod
-    async def connect(cls, stage: str, provider: str, size: int) -> PoolClient:
-        handles = [ray.get_actor(worker_name(stage, provider, i), namespace=NAMESPACE)
+    async def connect(cls, stage: str, provider: str, size: int, namespace: str) -> PoolClient:
+        handles = [ray.get_actor(worker_name(stage, provider, i), namespace=namespace)
                    for i in range(size)]
         info = await handles[0].info.remote()
         return cls(stage, provider, handles, sample_rate=int(info.get("sample_rate") or 0))

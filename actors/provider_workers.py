@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import ray
 
+from actors.worker_setup import forward_logs
 from voice_ai.config import Settings
 from voice_ai.providers.engines import ChatMessage
 from voice_ai.providers.factory import build_llm_engine, build_stt_engine, build_tts_engine
@@ -24,6 +25,7 @@ class _WorkerBase:
     stage = ""
 
     def __init__(self, settings: Settings, provider: str) -> None:
+        forward_logs(settings.ray_namespace)
         self._provider = provider
         self._in_flight = 0
         self._served = 0

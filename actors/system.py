@@ -17,7 +17,7 @@ from ray.actor import ActorHandle
 
 from actors.breaker_registry import ensure_breaker_registry
 from actors.dispatcher import Dispatcher
-from actors.names import DISPATCHER, NAMESPACE, TELEMETRY
+from actors.names import DISPATCHER, TELEMETRY
 from actors.pool_layout import PoolSpec, needs_breakers, pool_layout
 from actors.provider_workers import WORKER_CLASSES
 from actors.store_writer import ensure_store_writer
@@ -34,8 +34,8 @@ class SystemHandles:
     workers: dict[str, list[ActorHandle]]
 
 
-def _named(cls: Any, name: str, **options: Any) -> Any:
-    return cls.options(name=name, namespace=NAMESPACE, lifetime="detached",
+def _named(cls: Any, name: str, namespace: str, **options: Any) -> Any:
+    return cls.options(name=name, namespace=namespace, lifetime="detached",
                        get_if_exists=True, **options)
 
 
@@ -53,8 +53,8 @@ def start_pool(settings: Settings, pool: PoolSpec) -> list[ActorHandle]:
     cls = WORKER_CLASSES[pool.stage]
     gpus = whisper_gpus(settings) if pool.provider == "whisper" else 0.0
     return [
-        _named(cls, name, num_cpus=settings.pool_actor_num_cpus, num_gpus=gpus,
-               max_concurrency=32).remote(settings, pool.provider)
+        _named(cls, name, settings.ray_namespace, num_cpus=settings.pool_actor_num_cpus,
+               num_gpus=gpus, max_concurrency=32).remote(settings, pool.provider)
         for name in pool.names
     ]
 
@@ -62,9 +62,10 @@ def start_pool(settings: Settings, pool: PoolSpec) -> list[ActorHandle]:
 def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
     """Create what is missing, wait until every pool worker answers, fill the warm pool."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    telemetry = _named(TelemetryHub, TELEMETRY, num_cpus=0).remote(settings)
-    store_writer = ensure_store_writer(settings, detached=True, namespace=NAMESPACE)
-    registry = (ensure_breaker_registry(settings, namespace=NAMESPACE)
+    ns = settings.ray_namespace
+    telemetry = _named(TelemetryHub, TELEMETRY, ns, num_cpus=0).remote(settings)
+    store_writer = ensure_store_writer(settings, detached=True, namespace=ns)
+    registry = (ensure_breaker_registry(settings, namespace=ns)
                 if needs_breakers(settings) else None)
     workers = {
         pool.label: start_pool(settings, pool)
@@ -73,11 +74,23 @@ def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
     ray.get(telemetry.start.remote())
     ray.get(store_writer.pid.remote())
     ray.get([w.info.remote() for ws in workers.values() for w in ws])
-    dispatcher = _named(Dispatcher, DISPATCHER, num_cpus=0, max_concurrency=1000).remote(settings)
+    dispatcher = _named(Dispatcher, DISPATCHER, ns, num_cpus=0,
+                        max_concurrency=1000).remote(settings)
     if warm:
         ray.get(dispatcher.fill_warm_pool.remote())
     return SystemHandles(telemetry=telemetry, dispatcher=dispatcher, store_writer=store_writer,
                          breaker_registry=registry, workers=workers)
+
+
+def teardown_system(settings: Settings) -> None:
+    """Kill every named actor of this system (its namespace); other systems are untouched."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == settings.ray_namespace:
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]),
+                         no_restart=True)
+            except ValueError:  # already gone
+                pass
 
 
 async def ping_all(handles: list[ActorHandle], timeout_s: float = 2.0) -> list[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import ray
 
-from actors.names import BREAKER_REGISTRY, DISPATCHER, NAMESPACE
+from actors.names import BREAKER_REGISTRY, DISPATCHER
 from actors.pool_layout import pool_layout
 from actors.store_writer import StoreClient
 from voice_ai.config import Settings
@@ -56,7 +56,8 @@ class TelemetryHub:
                                                     secrets=secrets_of(settings)))
         self._metrics = VoiceMetrics()
         self._metrics.max_concurrent_calls.set(settings.max_concurrent_calls)
-        self._store = StoreClient(namespace=NAMESPACE)
+        self._store = StoreClient(namespace=settings.ray_namespace)
+        self._ns = settings.ray_namespace
         self._poller: asyncio.Task[None] | None = None
         self._breaker_seq = 0
         self._window = {"started": 0, "ended": 0, "turns": 0}
@@ -118,7 +119,7 @@ class TelemetryHub:
         processes: dict[tuple[str, str], dict[str, float]] = {}
         for stage, pools in pool_layout(self._settings).items():
             for pool in pools:
-                infos = await _gather_infos(pool.names)
+                infos = await _gather_infos(pool.names, self._ns)
                 live = [i for i in infos if i is not None]
                 self._metrics.set_pool(pool.label, queue_length=sum(i["in_flight"] for i in live),
                                        workers=len(live))
@@ -129,7 +130,7 @@ class TelemetryHub:
                     slot["cpu_percent"] += info["cpu_percent"]
                     slot["rss_bytes"] += info["rss_bytes"]
         try:
-            dispatcher = ray.get_actor(DISPATCHER, namespace=NAMESPACE)
+            dispatcher = ray.get_actor(DISPATCHER, namespace=self._ns)
             processes.update(await asyncio.wait_for(dispatcher.process_stats.remote(), 5.0))
             self._metrics.set_component_health("dispatcher", healthy=True)
         except Exception:
@@ -143,7 +144,7 @@ class TelemetryHub:
 
     async def _poll_breakers(self) -> None:
         try:
-            registry = ray.get_actor(BREAKER_REGISTRY, namespace=NAMESPACE)
+            registry = ray.get_actor(BREAKER_REGISTRY, namespace=self._ns)
             snapshots = await registry.snapshots.remote()
             self._breaker_seq, transitions = await registry.transitions_since.remote(
                 self._breaker_seq)
@@ -174,10 +175,10 @@ class TelemetryHub:
             log_memory_usage(component, int(stats["rss_bytes"]), node=node)
 
 
-async def _gather_infos(names: list[str]) -> list[dict[str, Any] | None]:
+async def _gather_infos(names: list[str], namespace: str) -> list[dict[str, Any] | None]:
     async def one(name: str) -> dict[str, Any] | None:
         try:
-            handle = ray.get_actor(name, namespace=NAMESPACE)
+            handle = ray.get_actor(name, namespace=namespace)
             result: dict[str, Any] = await asyncio.wait_for(handle.info.remote(), timeout=2.0)
             return result
         except Exception:

@@ -33,29 +33,32 @@ def import_plugins() -> None:
 class HubSink:
     """Sends a batch of log records to the telemetry hub; looks the hub up lazily."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
         self._hub: Any = None
 
     def __call__(self, batch: list[Mapping[str, object]]) -> None:
         import ray
 
-        from actors.names import NAMESPACE, TELEMETRY
+        from actors.names import TELEMETRY
 
         if self._hub is None:
             try:
-                self._hub = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+                self._hub = ray.get_actor(TELEMETRY, namespace=self._namespace)
             except ValueError:
                 return  # no hub yet (system still starting): these records stay in Ray's logs
         self._hub.ingest_logs.remote(batch)
 
 
-def forward_logs() -> None:
+def forward_logs(namespace: str = "voice_ai") -> None:
+    """Forward this process's log records to the hub of the system in ``namespace``. The setup
+    hook installs the default; actors re-install it with their system's namespace."""
     import ray
 
     from voice_ai.observability.logs import install_log_forwarding
 
     node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else ""
-    install_log_forwarding(HubSink(), "INFO", node=node)
+    install_log_forwarding(HubSink(namespace), "INFO", node=node)
 
 
 def setup_worker() -> None:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve
 from ray.serve import Application
 
-from actors.names import BREAKER_REGISTRY, DISPATCHER, NAMESPACE, TELEMETRY
+from actors.names import BREAKER_REGISTRY, DISPATCHER, TELEMETRY
 from actors.pool_layout import pool_layout
 from actors.system import ensure_system, ping_all
 from deployments.ray_dispatch import RayCallDispatcher
@@ -41,8 +41,9 @@ class VoiceGateway:
         self._settings = settings
         if start_system:  # `serve deploy` on a fresh cluster: bring up the actors too
             ensure_system(settings)
-        self._dispatcher = ray.get_actor(DISPATCHER, namespace=NAMESPACE)
-        self._telemetry = ray.get_actor(TELEMETRY, namespace=NAMESPACE)
+        self._ns = settings.ray_namespace
+        self._dispatcher = ray.get_actor(DISPATCHER, namespace=self._ns)
+        self._telemetry = ray.get_actor(TELEMETRY, namespace=self._ns)
         # POST /livekit/webhook and POST /calls, bound to this cluster's dispatcher
         api.include_router(build_telephony_router(
             settings, RayCallDispatcher(self._dispatcher), lambda: open_livekit_api(settings)))
@@ -78,7 +79,7 @@ class VoiceGateway:
         handles = []
         for name in names:
             try:
-                handles.append(ray.get_actor(name, namespace=NAMESPACE))
+                handles.append(ray.get_actor(name, namespace=self._ns))
             except ValueError:
                 handles.append(None)
         infos = await ping_all([h for h in handles if h is not None])
@@ -98,7 +99,7 @@ class VoiceGateway:
         """Breaker per cloud provider: open is degraded (fallbacks serve), a permanent error
         (401, 403, 400) needs a person."""
         try:
-            registry = ray.get_actor(BREAKER_REGISTRY, namespace=NAMESPACE)
+            registry = ray.get_actor(BREAKER_REGISTRY, namespace=self._ns)
         except ValueError:
             return {"status": "healthy", "detail": "no cloud provider configured"}
         try:

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from actors.names import NAMESPACE
-from actors.system import SystemHandles, ensure_system
+from actors.system import SystemHandles, ensure_system, teardown_system
 from actors.worker_setup import RUNTIME_ENV, forward_logs
 from deployments.app import VoiceGateway
 from voice_ai.config import Settings
@@ -26,20 +25,20 @@ from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallRecord
 
-APP_NAME = "voice_ai"
-
 
 class LocalSystem:
     """Context manager: start on enter, shut everything down on exit (even on errors)."""
 
     def __init__(self, settings: Settings, *, dashboard: bool = False,
                  console: Console | None = None, num_cpus: int | None = None,
-                 own_ray: bool = True) -> None:
+                 own_ray: bool = True, route_prefix: str = "/") -> None:
         self.settings = settings
         self._dashboard = dashboard
         self._console = console or Console(quiet=True)
         self._num_cpus = num_cpus
         self._own_ray = own_ray
+        self._route_prefix = route_prefix
+        self.app_name = settings.ray_namespace
         self.handles: SystemHandles | None = None
 
     def __enter__(self) -> LocalSystem:
@@ -58,7 +57,8 @@ class LocalSystem:
         c = self._console
         if self._own_ray and not ray.is_initialized():
             with c.status("starting Ray"):
-                ray.init(namespace=NAMESPACE, runtime_env=RUNTIME_ENV,
+                ray.init(address="local", namespace=self.settings.ray_namespace,
+                         runtime_env=RUNTIME_ENV,
                          include_dashboard=self._dashboard, num_cpus=self._num_cpus,
                          log_to_driver=False)
         with c.status("starting provider pools (loading whisper, llama.cpp, piper) and "
@@ -66,21 +66,24 @@ class LocalSystem:
             started = time.perf_counter()
             self.handles = ensure_system(self.settings)
             c.print(f"pools ready in {time.perf_counter() - started:.1f}s")
-        forward_logs()  # this driver's records go to the hub's log files too
+        forward_logs(self.settings.ray_namespace)  # this driver's records go to the log files too
         with c.status(f"starting the HTTP app on :{self.settings.http_port}"):
             serve.start(http_options={"host": self.settings.http_host,
                                       "port": self.settings.http_port})
             serve.run(VoiceGateway.bind(self.settings, start_system=False),  # type: ignore[attr-defined]
-                      name=APP_NAME, route_prefix="/", blocking=False)
+                      name=self.app_name, route_prefix=self._route_prefix, blocking=False)
 
     def stop(self) -> None:
         if not ray.is_initialized():
             return
+        if not self._own_ray:  # a guest on someone's cluster: remove only what we started
+            serve.delete(self.app_name)
+            teardown_system(self.settings)
+            return
         try:
             serve.shutdown()
         finally:
-            if self._own_ray:
-                ray.shutdown()
+            ray.shutdown()
 
     def run_calls(self, scenarios: Sequence[Scenario]) -> list[CallRecord]:
         """Run one simulated call per scenario, all at once, with a live progress view."""

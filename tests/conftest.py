@@ -24,6 +24,7 @@ def ray_session() -> Iterator[None]:
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # always a fresh local cluster, never one started elsewhere
             num_cpus=2,
             include_dashboard=False,
             namespace="voice_ai_tests",

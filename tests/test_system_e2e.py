@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import ray
 
-from actors.names import NAMESPACE, worker_name
+from actors.names import worker_name
 from voice_ai.pipeline.scenario import load_scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord
@@ -129,7 +129,8 @@ def test_pool_worker_killed_during_a_call_is_restarted_and_the_call_completes(
     started = ray.get(dispatcher.start_call.remote(spec))
     assert started["decision"] == "accepted"
 
-    stt = ray.get_actor(worker_name("stt", settings.stt_provider, 0), namespace=NAMESPACE)
+    stt = ray.get_actor(worker_name("stt", settings.stt_provider, 0),
+                        namespace=settings.ray_namespace)
     pid_before = ray.get(stt.info.remote())["pid"]
     time.sleep(1.0)  # the call is running: greeting being played
     ray.kill(stt, no_restart=False)  # crash it; Ray restarts it under the same name

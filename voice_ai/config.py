@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     calls_api_token: SecretStr | None = None
     """Bearer token required by ``POST /calls``; the calls API refuses every request when unset."""
 
+    # --- Ray -------------------------------------------------------------------------------
+    ray_namespace: str = Field("voice_ai", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    """Namespace of the system's named actors; two systems can share a cluster in two."""
+
     # --- HTTP and paths --------------------------------------------------------------------
     http_host: str = "0.0.0.0"
     http_port: int = Field(8000, ge=1, le=65_535)

@@ -1,0 +1,177 @@
+"""Cloud providers through the real livekit plugins against the loopback simulators, behind the
+cluster-wide breakers, with the local models as fallbacks — all through Ray.
+
+A second system runs beside the shared one, in its own namespace (``voice_ai_cloud``) and Serve
+route prefix (``/cloud``), on the same test Ray cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import pytest
+import ray
+
+from tests.conftest import SCENARIOS
+from voice_ai.config import Settings
+from voice_ai.pipeline.scenario import load_scenario
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.records import CallOutcome, CallRecord
+from voice_ai.simulators import Fault, ProviderSimulators
+
+pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
+
+MIN_REQUESTS = 2
+RECOVERY_S = 4.0
+
+
+class SimulatorThread:
+    """The simulators on their own event loop, so sync tests can drive them."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.sims = ProviderSimulators("zero")
+        self.run(self.sims.start())
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def fault(self, provider: str, fault: Fault) -> None:
+        self.run(self.sims.set_fault(provider, fault))
+
+    def close(self) -> None:
+        self.run(self.sims.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[SimulatorThread]:
+    thread = SimulatorThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture(scope="module")
+def cloud_system(ray_session: None, system_settings: Settings, sims: SimulatorThread,
+                 tmp_path_factory: pytest.TempPathFactory):
+    from deployments.local import LocalSystem
+
+    root = tmp_path_factory.mktemp("cloud")
+    settings = Settings.model_validate({
+        **system_settings.model_dump(),
+        **sims.sims.settings_overrides(),
+        "ray_namespace": "voice_ai_cloud",
+        "data_dir": root, "log_dir": root / "logs", "db_path": root / "voice_ai.db",
+        "recordings_dir": root / "recordings",
+        "breaker_min_requests": MIN_REQUESTS, "breaker_window_s": 120.0,
+        "breaker_recovery_timeout_s": RECOVERY_S, "provider_timeout_s": 3.0,
+        "pool_actor_num_cpus": 0.0, "call_actor_num_cpus": 0.0,
+    })  # validated, so keys become SecretStr like from the environment
+    system = LocalSystem(settings, own_ray=False, route_prefix="/cloud")
+    system.start()
+    yield system
+    system.stop()
+
+
+def _call(system, scenario: str) -> CallRecord:
+    spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIOS / scenario),
+                    record_audio=False)
+    record = ray.get(system.handles.dispatcher.run_simulated.remote(spec), timeout=240)
+    assert isinstance(record, CallRecord), record
+    assert record.outcome is CallOutcome.COMPLETED, record.error  # no turn went unanswered
+    return record
+
+
+def _breakers(system) -> dict[str, dict[str, Any]]:
+    url = f"http://127.0.0.1:{system.settings.http_port}/cloud/health/detailed"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        components: dict[str, Any] = json.loads(r.read())["components"]
+    return components["breakers"]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def test_healthy_then_failing_then_recovered_providers(cloud_system, sims) -> None:
+    sims.sims.deepgram.script("I would like to know your opening hours.")
+    healthy = _call(cloud_system, "opening_hours.yaml")
+    turn = healthy.turns[0]
+    assert (turn.stt_provider, turn.llm_provider, turn.tts_provider) == (
+        "deepgram", "openai", "cartesia")
+    # Deepgram's (scripted) words; VAD may split the utterance into more than one request
+    assert turn.user_text.startswith("I would like to know your opening hours.")
+    assert not turn.fallback_used
+
+    for provider in ("deepgram", "openai", "cartesia"):
+        sims.fault(provider, Fault.HTTP_500)
+    failing = _call(cloud_system, "book_appointment.yaml")  # two turns, each falls back
+    for t in failing.turns:
+        assert (t.stt_provider, t.llm_provider, t.tts_provider) == ("whisper", "local", "piper")
+        assert t.fallback_used and t.agent_text
+    # the real whisper model heard the synthesized caller, not a script
+    assert {"appointment", "tuesday"} <= _words(failing.turns[0].user_text)
+    deadline = time.time() + 10
+    while any(b["state"] != "open" for b in _breakers(cloud_system)["providers"].values()):
+        assert time.time() < deadline, _breakers(cloud_system)
+        time.sleep(0.5)
+
+    counts = sims.sims.request_counts()
+    while_open = _call(cloud_system, "opening_hours.yaml")
+    assert while_open.turns[0].stt_provider == "whisper"
+    assert {"opening", "hours"} <= _words(while_open.turns[0].user_text)
+    # an open breaker means no request reaches the provider, from any call
+    assert sims.sims.request_counts()["deepgram"] == counts["deepgram"]
+
+    for provider in ("deepgram", "openai", "cartesia"):
+        sims.fault(provider, Fault.NONE)
+    time.sleep(RECOVERY_S + 0.5)
+    sims.sims.deepgram.script("Are you open on Friday?")
+    recovered = _call(cloud_system, "opening_hours.yaml")
+    turn = recovered.turns[0]
+    assert (turn.stt_provider, turn.llm_provider, turn.tts_provider) == (
+        "deepgram", "openai", "cartesia")
+    assert turn.user_text.startswith("Are you open on Friday?")
+    states = {p: b["state"] for p, b in _breakers(cloud_system)["providers"].items()}
+    assert states == {"deepgram": "closed", "openai": "closed", "cartesia": "closed"}
+
+
+def test_401_does_not_open_the_breaker_and_needs_a_person(cloud_system, sims) -> None:
+    sims.fault("deepgram", Fault.HTTP_401)
+    try:
+        for _ in range(MIN_REQUESTS + 1):
+            record = _call(cloud_system, "opening_hours.yaml")
+            assert record.turns[0].stt_provider == "whisper"  # the caller still got an answer
+    finally:
+        sims.fault("deepgram", Fault.NONE)
+    breakers = _breakers(cloud_system)
+    assert breakers["providers"]["deepgram"]["state"] == "closed"
+    assert breakers["needs_attention"] == ["deepgram"]
+    assert "401" in (breakers["providers"]["deepgram"]["last_error"] or "")
+    assert breakers["status"] == "degraded"
+
+
+def test_breakers_on_metrics(cloud_system) -> None:
+    url = f"http://127.0.0.1:{cloud_system.settings.http_port}/cloud/metrics"
+    deadline = time.time() + 10
+    while True:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            text = r.read().decode()
+        lines = [ln for ln in text.splitlines() if ln.startswith("circuit_breaker")]
+        if any('to_state="open"' in ln and not ln.endswith(" 0.0") for ln in lines):
+            break
+        assert time.time() < deadline, lines
+        time.sleep(0.5)
+    assert any(ln.startswith('circuit_breaker_state{provider="deepgram"}') for ln in lines)
+
+
