@@ -92,6 +92,8 @@ def _prepare_workdir(work: Path, port: int) -> dict[str, str]:
         "DB_PATH": str(work / "data" / "voice_ai.db"), "BACKUP_DIR": str(work / "backups"),
         "RECORDINGS_DIR": str(work / "data" / "recordings"), "HTTP_PORT": str(port),
         "WARM_CALL_ACTORS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
+        # a throwaway loopback cluster: no token to hand to the CLI clients (serve, ray status)
+        "RAY_AUTH_MODE": "disabled",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     })
     return env
@@ -114,8 +116,12 @@ def run(commands: list[Command], work: Path, env: dict[str, str], port: int) -> 
         if not ok:
             failures += 1
             print((proc.stdout + proc.stderr)[-1500:], flush=True)
-        if "serve deploy" in cmd:
-            _wait_healthy(port)
+        if ok and "serve deploy" in cmd:
+            try:
+                _wait_healthy(port)
+            except TimeoutError as e:
+                failures += 1
+                print(f"FAIL  after line {c.line}: {e}", flush=True)
     return failures
 
 
@@ -129,8 +135,9 @@ def main() -> None:
         env = _prepare_workdir(work, port)
         os.environ.update({k: v for k, v in env.items() if k != "PATH"})  # Ray workers inherit
         os.chdir(work)
-        ctx = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-                       dashboard_port=dash, log_to_driver=False)
+        # address="local": always a new cluster, never one another process started here
+        ctx = ray.init(address="local", num_cpus=2, include_dashboard=True,
+                       dashboard_host="127.0.0.1", dashboard_port=dash, log_to_driver=False)
         env["RAY_ADDRESS"] = ctx.address_info["gcs_address"]
         env["RAY_DASHBOARD_ADDRESS"] = f"http://127.0.0.1:{dash}"
         try:

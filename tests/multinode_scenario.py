@@ -1,0 +1,337 @@
+"""Several Ray nodes on one machine: the whole system on a head and two workers, checked as an
+operator would see it, printed as one JSON object on stdout (``tests/test_multinode.py`` and
+``tests/test_burst.py`` assert on it).
+
+Run: ``.venv/bin/python -m tests.multinode_scenario [--out FILE]``. It builds its own
+``ray.cluster_utils.Cluster`` (so it cannot share a process with the test session's Ray):
+
+- head (1 CPU): dispatcher, telemetry hub, store writer, Serve;
+- ``gpu`` worker (2 CPUs, declares ``num_gpus=1`` with no real GPU): the whisper pool must land
+  here and still run, on CPU, because CTranslate2 finds no CUDA device; its spare CPU is the
+  room where a pool worker lost with the ``cpu`` worker is re-created;
+- ``cpu`` worker (1 CPU): call actors, a pool worker.
+
+Then: a burst of 3x MAX_CONCURRENT_CALLS arrivals at once; the admitted calls run spread over
+the nodes; the ``cpu`` worker is removed mid-call; its calls end failed (``node_lost``) in the
+store and the audit log while the others complete; pools re-create what they lost; new calls go
+to the remaining nodes. /metrics and /health/detailed are read before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from actors.names import NAMESPACE, worker_name  # noqa: E402
+from actors.store_writer import WRITER_NAME  # noqa: E402
+from actors.system import ensure_system  # noqa: E402
+from actors.worker_setup import RUNTIME_ENV  # noqa: E402
+from deployments.app import VoiceGateway  # noqa: E402
+from voice_ai.config import Settings  # noqa: E402
+from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
+from voice_ai.pipeline.specs import CallSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "tests" / "data" / "multinode_call.yaml"  # one turn, patient under load
+LIMIT = 3  # MAX_CONCURRENT_CALLS: small, so a burst of 3x is cheap on 2 cores
+HEAD_ONLY = {"node:__internal_head__": 0.001}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout_s: float = 90.0) -> Any:
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            result = check()
+        except Exception:
+            result = None
+        if result:
+            return result
+        if time.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def _metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            out.append((labels, float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def _audit_lines(settings: Settings, marker: str) -> list[str]:
+    path = settings.log_dir / "voice_ai_agent_audit.log"
+    if not path.exists():
+        return []
+    return [ln for ln in path.read_text().splitlines() if marker in ln]
+
+
+def _field(line: str, key: str) -> str | None:
+    m = re.search(rf"\b{key}=(\S+)", line)
+    return m.group(1) if m else None
+
+
+def _node_of_call(settings: Settings, call_id: str) -> str:
+    lines = _wait(f"CALL_START of {call_id}",
+                  lambda: [ln for ln in _audit_lines(settings, "CALL_START") if call_id in ln])
+    return _field(lines[0], "node") or "-"
+
+
+def _worker_node(name: str) -> tuple[str, dict[str, Any]]:
+    info = ray.get(ray.get_actor(name, namespace=NAMESPACE).info.remote(), timeout=60)
+    return info["node_id"], info
+
+
+def _settings(root: Path, port: int) -> Settings:
+    return Settings(
+        http_port=port, http_host="127.0.0.1",
+        data_dir=root / "data", log_dir=root / "logs", db_path=root / "data" / "voice_ai.db",
+        recordings_dir=root / "data" / "recordings", backup_dir=root / "backups",
+        stt_provider="whisper", llm_provider="local", tts_provider="piper",
+        stt_pool_size=1, llm_pool_size=1, tts_pool_size=1,
+        warm_call_actors=LIMIT, max_concurrent_calls=LIMIT,
+    )
+
+
+def _health(base: str) -> dict[str, Any]:
+    status, body = _get(f"{base}/health/detailed")
+    detailed = json.loads(body)
+    ray_c = detailed["components"]["ray"]
+    return {"http_status": status, "status": detailed["status"],
+            "nodes_alive": ray_c["nodes_alive"],
+            "node_ids": sorted(n["node_id"] for n in ray_c["nodes"]),
+            "gpu_nodes": sorted(n["node_id"] for n in ray_c["nodes"]
+                                if n["resources"].get("GPU", 0) >= 1),
+            "pools": {k: {"status": v["status"], "workers_live": v.get("workers_live")}
+                      for k, v in detailed["components"].items() if k.endswith("_pool")}}
+
+
+def _metric_nodes(base: str) -> dict[str, list[str]]:
+    """component -> sorted node labels seen in the process gauges on /metrics."""
+    text = _get(f"{base}/metrics")[1]
+    nodes: dict[str, set[str]] = {}
+    for labels, _v in _metric_samples(text, "voice_ai_process_memory_bytes"):
+        nodes.setdefault(labels["component"], set()).add(labels["node"])
+    return {k: sorted(v) for k, v in nodes.items()}
+
+
+def _call_counts(base: str) -> dict[str, float]:
+    text = _get(f"{base}/metrics")[1]
+    counts: dict[str, float] = {}
+    for labels, value in _metric_samples(text, "voice_ai_calls_ended_total"):
+        key = f"{labels['outcome']}/{labels['end_reason']}"
+        counts[key] = counts.get(key, 0.0) + value
+    counts["started"] = sum(v for _l, v in _metric_samples(text, "voice_ai_calls_started_total"))
+    return counts
+
+
+def _store_rows(settings: Settings, call_ids: list[str]) -> dict[str, list[str]]:
+    with sqlite3.connect(settings.db_path) as db:
+        rows = db.execute(
+            f"SELECT call_id, outcome, end_reason FROM calls WHERE call_id IN "
+            f"({','.join('?' * len(call_ids))})", call_ids).fetchall()
+    return {r[0]: [r[1], r[2]] for r in rows}
+
+
+def _spec() -> CallSpec:
+    return CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIO))
+
+
+def run(out: dict[str, Any], root: Path) -> None:
+    t0 = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False})
+    gpu_node = cluster.add_node(num_cpus=2, num_gpus=1)
+    cpu_node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ids = {"head": cluster.head_node.node_id, "gpu": gpu_node.node_id, "cpu": cpu_node.node_id}
+    short = {k: v[:12] for k, v in ids.items()}
+    out["nodes"] = short
+    try:
+        ray.init(address=cluster.address, namespace=NAMESPACE, runtime_env=RUNTIME_ENV,
+                 log_to_driver=False)
+        settings = _settings(root, _free_port())
+        handles = ensure_system(settings)
+        serve.start(proxy_location="HeadOnly",
+                    http_options={"host": "127.0.0.1", "port": settings.http_port})
+        gateway = VoiceGateway.options(  # type: ignore[attr-defined]
+            ray_actor_options={"num_cpus": 0, "resources": HEAD_ONLY})
+        serve.run(gateway.bind(settings, start_system=False), name="voice_ai",
+                  route_prefix="/", blocking=False)
+        base = f"http://127.0.0.1:{settings.http_port}"
+        out["startup_s"] = round(time.perf_counter() - t0, 1)
+
+        # --- placement ----------------------------------------------------------------
+        stt_node, stt_info = _worker_node(worker_name("stt", "whisper", 0))
+        llm_node, _ = _worker_node(worker_name("llm", "local", 0))
+        tts_node, _ = _worker_node(worker_name("tts", "piper", 0))
+        writer_node = _actor_node(ray.get_actor(WRITER_NAME, namespace=NAMESPACE))
+        out["placement"] = {"stt_whisper": stt_node[:12], "whisper_device": stt_info.get(
+            "device"), "llm_local": llm_node[:12], "tts_piper": tts_node[:12],
+            "store_writer": writer_node[:12]}
+        out["health_before"] = _wait("3 nodes on /health/detailed",
+                                     lambda: (h := _health(base))["nodes_alive"] == 3 and h)
+        out["metrics_nodes_before"] = _wait(
+            "call actors and pools of every node on /metrics",
+            lambda: (m := _metric_nodes(base)) and len(
+                {n for ns in m.values() for n in ns}) == 3 and m)
+
+        # --- burst: 3x the limit at once -----------------------------------------------
+        before = _call_counts(base)
+        specs = [_spec() for _ in range(3 * LIMIT)]
+        sent = time.perf_counter()
+        refs = [handles.dispatcher.start_call.remote(s) for s in specs]
+        answered: list[tuple[dict[str, Any], float]] = []
+        pending = list(refs)
+        order = {r: i for i, r in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=60)
+            for ref in done:
+                results[order[ref]] = (ray.get(ref), time.perf_counter() - sent)
+        answered = results
+        accepted = [r for r, _t in answered if r["decision"] == "accepted"]
+        rejected = [(r, t) for r, t in answered if r["decision"] == "rejected"]
+        after_burst = _wait("rejections on /metrics", lambda: (
+            c := _call_counts(base))["rejected/rejected_busy"] - before.get(
+                "rejected/rejected_busy", 0) >= len(rejected) and c, 20)
+        out["burst"] = {
+            "sent": len(specs), "accepted": len(accepted), "rejected": len(rejected),
+            "reject_answer_max_s": round(max((t for _r, t in rejected), default=0.0), 3),
+            "metrics_rejected_delta": after_burst["rejected/rejected_busy"]
+            - before.get("rejected/rejected_busy", 0),
+            "metrics_started_delta": after_burst["started"] - before["started"],
+            "status": ray.get(handles.dispatcher.status.remote()),
+            "audit_rejected": sum(
+                any(r["call_id"] in ln for r, _t in rejected)
+                for ln in _audit_lines(settings, "CALL_REJECTED")),
+        }
+
+        # --- the admitted calls run on several nodes; remove the cpu worker mid-call ------
+        calls = {r["call_id"]: {"node": _node_of_call(settings, r["call_id"])}
+                 for r in accepted}
+        time.sleep(3.0)  # greetings playing: every call is mid-call
+        cluster.remove_node(cpu_node)
+        out["removed_node_at_s"] = round(time.perf_counter() - t0, 1)
+        for call_id, c in calls.items():
+            record = ray.get(handles.dispatcher.wait_call.remote(call_id), timeout=300)
+            c.update(outcome=record.outcome.value, end_reason=record.end_reason.value,
+                     error=record.error, turns=len(record.turns))
+        rows = _store_rows(settings, list(calls))
+        ends = {cid: _wait(f"CALL_END of {cid}", lambda cid=cid: [
+            ln for ln in _audit_lines(settings, "CALL_END") if cid in ln], 30)[0]
+            for cid in calls}
+        for cid, c in calls.items():
+            c["store"] = rows.get(cid)
+            c["audit_end"] = {"outcome": _field(ends[cid], "outcome"),
+                              "end_reason": _field(ends[cid], "end_reason"),
+                              "level": "ERROR" if " ERROR " in ends[cid] else "INFO"}
+        out["calls"] = calls
+
+        # --- after: pools re-created, new calls on the remaining nodes ---------------------
+        out["health_after"] = _wait("the removed node gone from /health/detailed", lambda: (
+            h := _health(base))["nodes_alive"] == 2 and all(
+                p["status"] == "healthy" for p in h["pools"].values()) and h, 120)
+        out["placement_after"] = {
+            "stt_whisper": _worker_node(worker_name("stt", "whisper", 0))[0][:12],
+            "llm_local": _worker_node(worker_name("llm", "local", 0))[0][:12],
+            "tts_piper": _worker_node(worker_name("tts", "piper", 0))[0][:12]}
+        new = [_spec() for _ in range(LIMIT)]  # as many as the warm pool holds
+        _wait("the warm pool refilled", lambda: ray.get(
+            handles.dispatcher.status.remote())["warm_ready"] >= LIMIT, 120)
+        started = ray.get([handles.dispatcher.start_call.remote(s) for s in new], timeout=60)
+        new_calls = {}
+        for s, st in zip(new, started, strict=True):
+            entry: dict[str, Any] = {"decision": st["decision"]}
+            if st["decision"] == "accepted":
+                entry["node"] = _node_of_call(settings, s.call_id)
+                record = ray.get(handles.dispatcher.wait_call.remote(s.call_id), timeout=300)
+                entry.update(outcome=record.outcome.value, end_reason=record.end_reason.value,
+                             error=record.error)
+            new_calls[s.call_id] = entry
+        out["new_calls"] = new_calls
+        out["counts_final"] = _call_counts(base)
+    finally:
+        out["total_s"] = round(time.perf_counter() - t0, 1)
+        try:
+            serve.shutdown()
+        except Exception:
+            pass
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _actor_node(handle: Any) -> str:
+    """Node of an actor from Ray's GCS table (the store writer has no ``info()``)."""
+    from ray._private.state import actors  # private, but the GCS table needs no dashboard
+
+    return str(actors(handle._actor_id.hex())["Address"]["NodeID"])
+
+
+@functools.cache
+def run_in_subprocess(timeout_s: float = 540.0) -> dict[str, Any]:
+    """Run this scenario once per test process (both test modules share the result)."""
+    proc = subprocess.run([sys.executable, "-m", "tests.multinode_scenario"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout_s)
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        result = {"error": f"no JSON (exit {proc.returncode}): {proc.stderr[-3000:]}"}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="voice-ai-multinode-") as tmp:
+        try:
+            run(out, Path(tmp))
+        except Exception as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+    text = json.dumps(out, indent=2, sort_keys=True)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    sys.exit(1 if "error" in out else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Several Ray nodes on one machine (head, a worker declaring one GPU, a CPU worker), run as a
+subprocess by ``tests/multinode_scenario.py``: placement, what /metrics and /health/detailed
+show, and losing a worker node in the middle of calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.multinode_scenario import run_in_subprocess
+
+pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def scenario() -> dict[str, Any]:
+    result = run_in_subprocess()
+    assert "error" not in result, result.get("error")
+    return result
+
+
+def test_whisper_pool_runs_on_the_gpu_node_on_cpu_and_the_store_writer_on_the_head(
+        scenario: dict[str, Any]) -> None:
+    nodes, placed = scenario["nodes"], scenario["placement"]
+    assert placed["stt_whisper"] == nodes["gpu"]
+    assert placed["whisper_device"] == "cpu"  # no CUDA here: CTranslate2 counts 0 devices
+    assert placed["store_writer"] == nodes["head"]
+    assert scenario["health_before"]["gpu_nodes"] == [nodes["gpu"]]
+
+
+def test_health_and_metrics_show_every_node(scenario: dict[str, Any]) -> None:
+    nodes = sorted(scenario["nodes"].values())
+    assert scenario["health_before"]["nodes_alive"] == 3
+    assert scenario["health_before"]["node_ids"] == nodes
+    on_metrics = {n for ns in scenario["metrics_nodes_before"].values() for n in ns}
+    assert on_metrics == set(nodes)
+    # call actors (warm and active) are spread: every node reports some
+    assert scenario["metrics_nodes_before"]["call_actors"] == nodes
+
+
+def test_admitted_calls_run_on_several_nodes(scenario: dict[str, Any]) -> None:
+    on = {c["node"] for c in scenario["calls"].values()}
+    assert len(on) >= 2 and on <= set(scenario["nodes"].values())
+    assert scenario["nodes"]["cpu"] in on  # so removing it hits live calls
+
+
+def test_calls_on_the_removed_node_fail_as_node_lost_the_others_complete(
+        scenario: dict[str, Any]) -> None:
+    lost = scenario["nodes"]["cpu"]
+    for call_id, c in scenario["calls"].items():
+        if c["node"] == lost:
+            assert (c["outcome"], c["end_reason"]) == ("failed", "node_lost"), call_id
+            assert "call actor lost" in c["error"]
+            assert c["store"] == ["failed", "node_lost"]
+            assert c["audit_end"] == {"outcome": "failed", "end_reason": "node_lost",
+                                      "level": "ERROR"}
+        else:
+            assert c["outcome"] == "completed", (call_id, c)
+            assert c["turns"] == 1
+            assert c["store"] == ["completed", c["end_reason"]]
+
+
+def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> None:
+    lost, before, after = (scenario["nodes"]["cpu"], scenario["placement"],
+                           scenario["placement_after"])
+    assert lost in before.values()  # a pool worker really lived there
+    assert lost not in after.values()
+    assert after["stt_whisper"] == scenario["nodes"]["gpu"]
+    health = scenario["health_after"]
+    assert health["nodes_alive"] == 2 and lost not in health["node_ids"]
+    assert all(p["status"] == "healthy" for p in health["pools"].values())
+
+
+def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, Any]) -> None:
+    remaining = {scenario["nodes"]["head"], scenario["nodes"]["gpu"]}
+    assert scenario["new_calls"]
+    for call_id, c in scenario["new_calls"].items():
+        assert c["decision"] == "accepted", call_id
+        assert c["node"] in remaining
+        assert c["outcome"] == "completed", c
