@@ -20,7 +20,7 @@ from actors.dispatcher import Dispatcher
 from actors.names import DISPATCHER, TELEMETRY
 from actors.pool_layout import PoolSpec, needs_breakers, pool_layout
 from actors.provider_workers import WORKER_CLASSES
-from actors.store_writer import ensure_store_writer
+from actors.store_writer import HEAD_NODE_RESOURCE, ensure_store_writer
 from actors.telemetry import TelemetryHub
 from voice_ai.config import Settings
 
@@ -63,7 +63,10 @@ def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
     """Create what is missing, wait until every pool worker answers, fill the warm pool."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ns = settings.ray_namespace
-    telemetry = _named(TelemetryHub, TELEMETRY, ns, num_cpus=0).remote(settings)
+    # the hub and the dispatcher hold the cluster's state: on the head, so that losing a
+    # worker node loses only its calls (and a restart lands on the head again)
+    head = {HEAD_NODE_RESOURCE: 0.001}
+    telemetry = _named(TelemetryHub, TELEMETRY, ns, num_cpus=0, resources=head).remote(settings)
     store_writer = ensure_store_writer(settings, detached=True, namespace=ns)
     registry = (ensure_breaker_registry(settings, namespace=ns)
                 if needs_breakers(settings) else None)
@@ -74,7 +77,7 @@ def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
     ray.get(telemetry.start.remote())
     ray.get(store_writer.pid.remote())
     ray.get([w.info.remote() for ws in workers.values() for w in ws])
-    dispatcher = _named(Dispatcher, DISPATCHER, ns, num_cpus=0,
+    dispatcher = _named(Dispatcher, DISPATCHER, ns, num_cpus=0, resources=head,
                         max_concurrency=1000).remote(settings)
     if warm:
         ray.get(dispatcher.fill_warm_pool.remote())
