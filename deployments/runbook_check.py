@@ -4,8 +4,9 @@ against a live system started the production way (`serve deploy serve_config.yam
 Commands are read from the runbook's ```bash blocks, one per line; a line ending in
 ``# needs a cluster`` acts on machines and is listed, not run. The rest run in order with bash
 in a scratch directory that holds the system's ``logs/``, ``data/`` and ``backups/``, with
-``localhost:8000`` pointed at this run's port. A command must exit 0; a bare ``grep`` (no pipe)
-may exit 1, which means "no such lines". Prints one line per command and exits 1 if any failed.
+``localhost:8000`` pointed at this run's port. A command must exit 0 and name no missing file;
+a bare ``grep`` (no pipe) may exit 1, which means "no such lines". Prints one line per
+command and exits 1 if any failed.
 
 This process owns the Ray cluster (``ray.init`` with the dashboard, which ``serve deploy``
 needs) and shuts exactly that cluster down at the end; it never runs ``ray stop``.
@@ -109,7 +110,8 @@ def run(commands: list[Command], work: Path, env: dict[str, str], port: int) -> 
         started = time.perf_counter()
         proc = subprocess.run(["bash", "-c", cmd], cwd=work, env=env, capture_output=True,
                               text=True, timeout=600)
-        ok = proc.returncode == 0 or (proc.returncode == 1 and c.may_find_nothing)
+        ok = (proc.returncode == 0 or (proc.returncode == 1 and c.may_find_nothing)) and (
+            "No such file" not in proc.stderr)  # a grep | tail pipeline hides a missing log
         took = time.perf_counter() - started
         print(f"{'ok  ' if ok else 'FAIL'}  line {c.line} ({took:.1f}s, exit {proc.returncode})"
               f": {c.text}", flush=True)
