@@ -307,12 +307,15 @@ def _actor_node(handle: Any) -> str:
 @functools.cache
 def run_in_subprocess(timeout_s: float = 540.0) -> dict[str, Any]:
     """Run this scenario once per test process (both test modules share the result)."""
-    proc = subprocess.run([sys.executable, "-m", "tests.multinode_scenario"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout_s)
-    try:
-        result: dict[str, Any] = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        result = {"error": f"no JSON (exit {proc.returncode}): {proc.stderr[-3000:]}"}
+    with tempfile.TemporaryDirectory(prefix="voice-ai-multinode-out-") as tmp:
+        out = Path(tmp) / "result.json"  # a file: Ray and Serve also write to stdout
+        proc = subprocess.run([sys.executable, "-m", "tests.multinode_scenario", "--out",
+                               str(out)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout_s)
+        try:
+            result: dict[str, Any] = json.loads(out.read_text())
+        except (OSError, json.JSONDecodeError):
+            result = {"error": f"no JSON (exit {proc.returncode}): {proc.stderr[-3000:]}"}
     return result
 
 
