@@ -29,12 +29,6 @@ logger = logging.getLogger("voice_ai.fallback")
 T = TypeVar("T")
 
 
-def _original(e: BaseException) -> BaseException:
-    """Ray re-raises a worker's exception wrapped; the original keeps the status code."""
-    cause = getattr(e, "cause", None)
-    return cause if isinstance(cause, BaseException) else e
-
-
 class FallbackClient:
     def __init__(self, stage: str, primary: PoolClient, fallback: PoolClient,
                  gate: BreakerGate) -> None:
@@ -47,14 +41,13 @@ class FallbackClient:
         self._gate = gate
 
     async def _failed(self, e: BaseException) -> None:
-        original = _original(e)
-        transient = is_transient(original)
+        transient = is_transient(e)
         logger.warning("provider failed, using fallback",
                        extra={"stage": self.stage, "provider": self.name,
                               "fallback": self._fallback.name, "transient": transient,
-                              "error": type(original).__name__})
-        await self._gate.report(self.name, ok=False, error=f"{type(original).__name__}: "
-                                f"{original}"[:300], transient=transient)
+                              "error": type(e).__name__})
+        await self._gate.report(self.name, ok=False, error=f"{type(e).__name__}: {e}"[:300],
+                                transient=transient)
 
     async def _unary(self, call: Callable[[PoolClient], Awaitable[T]]) -> T:
         if await self._gate.acquire(self.name):

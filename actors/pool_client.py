@@ -16,16 +16,23 @@ from typing import Any
 
 import ray
 from ray.actor import ActorHandle
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.names import worker_name
-from voice_ai.errors import TransientProviderError
+from voice_ai.errors import ProviderError, TransientProviderError
 from voice_ai.providers.engines import ChatMessage
 
 logger = logging.getLogger(__name__)
 
 _WORKER_LOST = (RayActorError, ActorUnavailableError)
 RESTART_WAIT_S = 60.0
+
+
+def _provider_error(e: RayTaskError) -> BaseException:
+    """The engine's own error (a ProviderError) instead of Ray's wrapper, so breakers and
+    fallbacks see the status code and whether it is transient."""
+    cause = e.cause
+    return cause if isinstance(cause, ProviderError) else e
 
 
 class PoolClient:
@@ -73,6 +80,8 @@ class PoolClient:
             for attempt in (1, 2):
                 try:
                     return await getattr(self._handles[i], method).remote(*args)
+                except RayTaskError as e:
+                    raise _provider_error(e) from None
                 except _WORKER_LOST as e:
                     if attempt == 2:
                         raise TransientProviderError(f"{self.stage} worker lost twice",
@@ -97,6 +106,8 @@ class PoolClient:
                         yielded = True
                         yield item
                     return
+                except RayTaskError as e:
+                    raise _provider_error(e) from None
                 except _WORKER_LOST as e:
                     if yielded or attempt == 2:
                         raise TransientProviderError(

@@ -65,3 +65,16 @@ def test_conversion_keeps_status_and_provider() -> None:
     assert "HTTP 401" in str(err) and "invalid api key" in str(err)
     timeout = to_provider_error(TimeoutError(), "openai")
     assert isinstance(timeout, TransientProviderError) and timeout.status_code is None
+
+
+def test_provider_errors_survive_pickling_across_processes() -> None:
+    import pickle
+
+    from voice_ai.errors import PermanentProviderError, TransientProviderError
+
+    for error in (TransientProviderError("HTTP 500", provider="cartesia", status_code=500),
+                  PermanentProviderError("HTTP 401", provider="deepgram", status_code=401)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert (str(copy), copy.provider, copy.status_code, copy.retryable) == (
+            str(error), error.provider, error.status_code, error.retryable)

@@ -39,10 +39,15 @@ class ProviderError(VoiceAIError):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, provider: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider
         self.status_code = status_code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only fields survive pickling (a pool worker's error crosses Ray to the call)
+        return (type(self), (str(self),), {"provider": self.provider,
+                                          "status_code": self.status_code})
 
 
 class TransientProviderError(ProviderError):
