@@ -27,6 +27,7 @@ from voice_ai.pipeline.scenario import Scenario, load_scenario
 __all__ = ["main"]
 
 RECOVERY_S = 4.0
+RAMP_S = 8.0
 
 
 def _calls(system: Any, n: int, scenario: Scenario, label: str,
@@ -39,7 +40,9 @@ def _calls(system: Any, n: int, scenario: Scenario, label: str,
         r = await system.handles.dispatcher.run_simulated.remote(spec)
         return r.to_dict() if isinstance(r, CallRecord) else None
 
-    records, _ = asyncio.run(drive(one, n, 1, [scenario], 0.5, label, console))
+    # arrivals spread over RAMP_S: all calls still overlap (each lasts longer than the ramp),
+    # but callers do not all stop speaking in the same instant
+    records, _ = asyncio.run(drive(one, n, 1, [scenario], RAMP_S, label, console))
     return records
 
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", action="store_true", help="print the result as JSON last")
     args = p.parse_args(argv)
     console = Console(stderr=True)
-    scenario = load_scenario(ROOT / "scenarios" / "book_appointment.yaml")
+    scenario = load_scenario(ROOT / "scenarios" / "opening_hours.yaml")
     sims = InstrumentedSimulators("realistic").start()
     try:
         with tempfile.TemporaryDirectory(prefix="voice-ai-failover-") as tmp_dir:
