@@ -56,6 +56,8 @@ class TelemetryHub:
                                                     secrets=secrets_of(settings)))
         self._metrics = VoiceMetrics()
         self._metrics.max_concurrent_calls.set(settings.max_concurrent_calls)
+        self._metrics.start_providers_at_zero(
+            {stage: [p.provider for p in pools] for stage, pools in pool_layout(settings).items()})
         self._store = StoreClient(namespace=settings.ray_namespace)
         self._ns = settings.ray_namespace
         self._poller: asyncio.Task[None] | None = None

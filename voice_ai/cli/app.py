@@ -21,18 +21,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
     # each command group lives in its own module next to this one
-    from importlib import import_module
+    from voice_ai.cli import sip_cmds, store_cmds
 
-    for module in ("voice_ai.cli.store_cmds", "voice_ai.cli.sip_cmds"):
-        try:
-            mod = import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        mod.register(app)
+    store_cmds.register(app)
+    sip_cmds.register(app)
 
 
-_register_optional()
+_register_commands()

@@ -125,6 +125,17 @@ class VoiceMetrics:
         for fallback in ("true", "false"):
             self.turns.labels(fallback=fallback)
         self.errors.labels(component="call")
+        for pool in ("warm", "cold"):
+            self.call_setup.labels(pool=pool)
+
+    def start_providers_at_zero(self, providers: dict[str, list[str]]) -> None:
+        """The same for the per-stage histograms of the providers this cluster runs
+        (``{"stt": ["deepgram", "whisper"], ...}``), known only from the settings."""
+        histograms = {"stt": self.stt_latency, "llm": self.llm_first_token,
+                      "tts": self.tts_first_byte}
+        for stage, names in providers.items():
+            for name in names:
+                histograms[stage].labels(provider=name)
 
     # --- events ----------------------------------------------------------------------------
     def call_started(self, direction: str) -> None:
