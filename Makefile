@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 # Both create .venv and install what is missing first (see `install`).
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
 	  echo ">>> building llama-cpp-python $(LLAMA_VERSION) (first install compiles llama.cpp: about 8 minutes on 2 cores)"; \
 	  set -o pipefail; CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -v "llama-cpp-python==$(LLAMA_VERSION)" 2>&1 \
-	    | grep --line-buffered -E '^\s*\[ *[0-9]+(/[0-9]+)?%?\]|Successfully|ERROR|error:' ; \
+	    | { grep --line-buffered -E '^\s*\[ *[0-9]+(/[0-9]+)?%?\]|Successfully|ERROR|error:' || true; }; \
 	fi
 	$(BIN)/pip install -e ".[dev]"
 	@touch $(STAMP)
