@@ -34,6 +34,7 @@ from voice_ai.records import CallDirection, CallRecord, EndReason
 from voice_ai.store import StoreUnavailableError
 
 logger = logging.getLogger("voice_ai.dispatcher")
+KEEP_FINISHED = 1000  # finished calls whose record `wait_call` can still return
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -114,6 +115,10 @@ class Dispatcher:
         await self._store_durably(record)
         await self._telemetry.call_ended.remote(record)  # CALL_END only after the store commit
         done.set_result(record)
+        # webhook calls are never waited for: keep only the latest finished ones
+        finished = [cid for cid, fut in self._done.items() if fut.done()]
+        for cid in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._done[cid]
 
     async def _reject(self, spec: CallSpec, direction: CallDirection, at: float) -> None:
         """The busy path: a LiveKit caller hears the busy message and is hung up; every
