@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SCENARIOS = ("opening_hours.yaml", "book_appointment.yaml", "barge_in.yaml")
 CALL_MARKER = "CallActor.run_call"
+CALL_ACTOR_MARKER = "ray::CallActor"
 RunOne = Callable[[str, Scenario], Awaitable[dict[str, Any] | None]]
 
 
@@ -116,8 +117,9 @@ def _run_ours(system: Any, settings: Any, sims: InstrumentedSimulators, n: int, 
         result = await dispatcher.run_simulated.remote(spec)
         return result.to_dict() if isinstance(result, CallRecord) else None
 
-    sampler = ProcessSampler(CALL_MARKER).start()
+    sampler = ProcessSampler(CALL_MARKER, kind_marker=CALL_ACTOR_MARKER).start()
     records, attempted = asyncio.run(drive(one, n, per_slot, scenarios, ramp_s, label, console))
+    sampler.settle(calls=len(records))
     usage = sampler.stop()
     return side_summary(records, attempted, sims.applied(), settings.endpointing, usage,
                         usage.call_process_uss_peaks) | {"_records": records}

@@ -25,6 +25,8 @@ class _Proc:
     cpu_last_s: float
     uss_peak: int = 0
     in_call: bool = False
+    call_kind: bool = False  # a process of the call kind, busy or idle
+    exited: bool = False
 
 
 @dataclass
@@ -41,15 +43,23 @@ class ProcessSampler:
 
     ``call_marker``: a substring of a process's command line while it runs a call (Ray sets the
     title ``ray::CallActor.run_call``); those processes' peak USS is memory per call.
+    ``kind_marker`` (optional): a substring of the command line of every process of that kind,
+    busy or idle (``ray::CallActor``). Ray resets an async actor's title when any other method
+    of it finishes (the dispatcher polls ``stats()`` during calls), so the busy title can be gone
+    before a sample sees it; a process of the kind that exits during the phase also counts as
+    having served a call (a call actor retires after its one call).
     """
 
-    def __init__(self, call_marker: str, interval_s: float = 0.5) -> None:
+    def __init__(self, call_marker: str, interval_s: float = 0.5,
+                 kind_marker: str | None = None) -> None:
         self._root = psutil.Process(os.getpid())
         self._marker = call_marker
+        self._kind_marker = kind_marker
         self._interval_s = interval_s
         self._procs: dict[int, _Proc] = {}
         self._peak_total = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="proc-sampler", daemon=True)
         self._started = 0.0
 
@@ -59,14 +69,27 @@ class ProcessSampler:
         self._thread.start()
         return self
 
+    def settle(self, calls: int, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until ``calls`` call processes are known: a retired call actor's
+        process exits a moment after its record comes back."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._sample(initial=False)
+            if len(self._call_peaks()) >= calls:
+                return
+            time.sleep(0.1)
+
+    def _call_peaks(self) -> list[int]:
+        return [p.uss_peak for p in self._procs.values()
+                if (p.in_call or (p.call_kind and p.exited)) and p.uss_peak]
+
     def stop(self) -> TreeUsage:
         self._stop.set()
         self._thread.join(timeout=10)
         self._sample(initial=False)
         cpu = sum(p.cpu_last_s - p.cpu_start_s for p in self._procs.values())
-        calls = [p.uss_peak for p in self._procs.values() if p.in_call and p.uss_peak]
         return TreeUsage(cpu_s=cpu, wall_s=time.time() - self._started,
-                         peak_total_uss=self._peak_total, call_process_uss_peaks=calls,
+                         peak_total_uss=self._peak_total, call_process_uss_peaks=self._call_peaks(),
                          processes=len(self._procs))
 
     def _loop(self) -> None:
@@ -74,11 +97,16 @@ class ProcessSampler:
             self._sample(initial=False)
 
     def _sample(self, *, initial: bool) -> None:
+        with self._lock:
+            self._sample_locked(initial=initial)
+
+    def _sample_locked(self, *, initial: bool) -> None:
         total = 0
         try:
             children = self._root.children(recursive=True)
         except psutil.Error:
             return
+        alive: set[int] = set()
         for proc in children:
             try:
                 with proc.oneshot():
@@ -86,8 +114,9 @@ class ProcessSampler:
                     cpu = t.user + t.system
                     cmd = " ".join(proc.cmdline())
                     uss = proc.memory_full_info().uss
-            except psutil.Error:
+            except psutil.Error:  # gone, or a zombie waiting to be reaped
                 continue
+            alive.add(proc.pid)
             known = self._procs.get(proc.pid)
             if known is None:
                 # a process born during the phase counts from zero (its start-up is real cost)
@@ -97,7 +126,12 @@ class ProcessSampler:
             known.cpu_last_s = cpu
             if self._marker in cmd:
                 known.in_call = True
-            if known.in_call:
+            if self._kind_marker is not None and self._kind_marker in cmd:
+                known.call_kind = True
+            if known.in_call or known.call_kind:
                 known.uss_peak = max(known.uss_peak, uss)
             total += uss
+        for pid, known in self._procs.items():
+            if pid not in alive:
+                known.exited = True
         self._peak_total = max(self._peak_total, total)
