@@ -100,6 +100,8 @@ def side_summary(records: Sequence[dict[str, Any]], attempted: int,
         "memory_total_per_concurrent_call_mb": round(
             usage.peak_total_uss / MB / max(1, max_concurrency(records)), 1),
         "processes_seen": usage.processes,
+        "cpu_core_s_by_process": {k: round(v, 1) for k, v in usage.cpu_s_by_kind.items()
+                                  if v >= 0.05},
         "errors": sorted({r["error"][:120] for r in records if r.get("error")}),
     }
 

@@ -46,6 +46,13 @@ def _calls(system: Any, n: int, scenario: Scenario, label: str,
     return records
 
 
+def _stats(values: list[float]) -> dict[str, float | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"avg": None, "max": None}
+    return {"avg": round(sum(ordered) / len(ordered), 3), "max": round(ordered[-1], 3)}
+
+
 def _served(records: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in (t for r in records for t in r["turns"]):
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      if opened is not None and faults else None),
         "outage_calls_completed": sum(r["outcome"] == "completed" for r in outage),
         "unanswered_turns": sum(1 for r in outage if "did not answer" in r.get("error", "")),
+        "outage_errors": sorted({r["error"] for r in outage if r.get("error")}),
+        "outage_stt_s": _stats([t["stt_s"] for t in turns if t.get("stt_s") is not None]),
         "outage_stt_served_by": _served(outage),
         "recovery_stt_served_by": _served(after),
         "recovery_calls_completed": sum(r["outcome"] == "completed" for r in after),
@@ -121,7 +130,10 @@ def _print(console: Console, r: dict[str, Any], outage_transitions: list[Any]) -
     console.print(f"  first failure -> breaker open: {r['first_failure_to_open_ms']} ms")
     console.print(f"  calls completed {r['outage_calls_completed']}/{r['calls']}, "
                   f"unanswered turns {r['unanswered_turns']}, STT served by "
-                  f"{r['outage_stt_served_by']} over {r['turns_during_outage']} turns")
+                  f"{r['outage_stt_served_by']} over {r['turns_during_outage']} turns; "
+                  f"STT seconds per turn {r['outage_stt_s']}")
+    for error in r["outage_errors"]:
+        console.print(f"  call error: {error}")
     console.print(f"Deepgram back: calls completed {r['recovery_calls_completed']}/2, STT served "
                   f"by {r['recovery_stt_served_by']}; breaker {', '.join(r['transitions'])}")
 

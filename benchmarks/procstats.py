@@ -15,7 +15,23 @@ from dataclasses import dataclass, field
 
 import psutil
 
-__all__ = ["ProcessSampler", "TreeUsage"]
+__all__ = ["ProcessSampler", "TreeUsage", "process_kind"]
+
+
+def process_kind(cmdline: str) -> str:
+    """What a process is, for the CPU breakdown: ``ray::CallActor``, ``raylet``, ``gcs_server``,
+    ``python -m benchmarks.baseline``..."""
+    words = cmdline.split()
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):
+        return words[0].split(".")[0]  # an actor, busy or idle, or a task
+    name = os.path.basename(words[0])
+    if name.startswith("python") and len(words) > 2 and words[1] == "-m":
+        return f"python -m {words[2]}"
+    if name.startswith("python") and len(words) > 1:
+        return f"python {os.path.basename(words[1])}"
+    return name
 
 
 @dataclass
@@ -36,6 +52,7 @@ class TreeUsage:
     peak_total_uss: int
     call_process_uss_peaks: list[int] = field(default_factory=list)
     processes: int = 0
+    cpu_s_by_kind: dict[str, float] = field(default_factory=dict)
 
 
 class ProcessSampler:
@@ -88,7 +105,12 @@ class ProcessSampler:
         self._thread.join(timeout=10)
         self._sample(initial=False)
         cpu = sum(p.cpu_last_s - p.cpu_start_s for p in self._procs.values())
-        return TreeUsage(cpu_s=cpu, wall_s=time.time() - self._started,
+        by_kind: dict[str, float] = {}
+        for p in self._procs.values():
+            kind = process_kind(p.label)
+            by_kind[kind] = by_kind.get(kind, 0.0) + p.cpu_last_s - p.cpu_start_s
+        return TreeUsage(cpu_s_by_kind=dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+                         cpu_s=cpu, wall_s=time.time() - self._started,
                          peak_total_uss=self._peak_total, call_process_uss_peaks=self._call_peaks(),
                          processes=len(self._procs))
 
@@ -124,6 +146,8 @@ class ProcessSampler:
                               cpu_last_s=cpu)
                 self._procs[proc.pid] = known
             known.cpu_last_s = cpu
+            if not cmd.startswith("ray::IDLE"):  # a pooled worker becomes an actor later
+                known.label = cmd[:80]
             if self._marker in cmd:
                 known.in_call = True
             if self._kind_marker is not None and self._kind_marker in cmd:

@@ -74,5 +74,10 @@ def print_report(console: Console, result: dict[str, Any]) -> None:
         console.print(f"highest within limits: {dens['highest_calls_within_limits']} calls = "
                       f"{dens['calls_per_core']} calls per core")
     for side, data in (("ours", ours), ("baseline", base)):
+        if data and data.get("cpu_core_s_by_process"):
+            top = list(data["cpu_core_s_by_process"].items())[:6]
+            console.print(f"{side} CPU core-s by process: "
+                          + ", ".join(f"{k} {v:.1f}" for k, v in top))
+    for side, data in (("ours", ours), ("baseline", base)):
         if data and data["errors"]:
             console.print(f"[red]{side} errors:[/] " + "; ".join(data["errors"]))

