@@ -2,7 +2,10 @@
 
 One named actor. Admission is ``voice_ai.pipeline.admission.AdmissionControl`` (no awaits
 inside a decision, so bursts cannot over-admit). A warm pool of prepared call actors makes
-setup a hand-over; a used actor retires after its call and the pool refills in the background.
+setup a hand-over. An actor whose call completed goes back to the warm pool until it has served
+CALL_ACTOR_MAX_CALLS calls (starting one costs ~6 CPU-seconds); one whose call failed retires.
+The pool refills in the background, counting actors that will come back, but always keeping
+at least half of WARM_CALL_ACTORS idle and ready for a burst.
 When a call ends, the dispatcher stores its record (durable first), then reports it
 (metrics, CALL_END). A call actor that dies (its node lost) ends the call as failed.
 """
@@ -14,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -30,11 +33,20 @@ from voice_ai.config import Settings
 from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transports import is_simulated_room
-from voice_ai.records import CallDirection, CallRecord, EndReason
+from voice_ai.records import CallDirection, CallOutcome, CallRecord, EndReason
 from voice_ai.store import StoreUnavailableError
 
 logger = logging.getLogger("voice_ai.dispatcher")
 KEEP_FINISHED = 1000  # finished calls whose record `wait_call` can still return
+
+
+@dataclass
+class _Spare:
+    """A prepared call actor in the warm pool, and how many calls it has served."""
+
+    actor: ActorHandle
+    node_id: str
+    calls: int = 0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -42,8 +54,11 @@ class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._admission = AdmissionControl(settings.max_concurrent_calls)
-        self._warm: deque[tuple[ActorHandle, str]] = deque()  # (prepared actor, its node id)
+        self._warm: deque[_Spare] = deque()  # prepared actors, ready for a call
         self._active: dict[str, tuple[ActorHandle, str]] = {}  # call id -> (actor, key)
+        self._returning = 0  # active calls whose actor will serve again
+        self._actors_started = 0
+        self._actors_reused = 0
         self._done: dict[str, asyncio.Future[CallRecord]] = {}
         self._cancelled: dict[str, EndReason] = {}
         self._refill_lock: asyncio.Lock | None = None
@@ -64,12 +79,21 @@ class Dispatcher:
         if self._refill_lock is None:
             self._refill_lock = asyncio.Lock()
         async with self._refill_lock:
-            missing = self._settings.warm_call_actors - len(self._warm)
+            missing = self._missing_spares()
             if missing > 0:
                 actors = [self._new_actor() for _ in range(missing)]
+                self._actors_started += missing
                 infos = await asyncio.gather(*(a.prepare.remote() for a in actors))
-                self._warm.extend((a, i["node_id"]) for a, i in zip(actors, infos, strict=True))
+                self._warm.extend(_Spare(a, i["node_id"]) for a, i in
+                                  zip(actors, infos, strict=True))
         return len(self._warm)
+
+    def _missing_spares(self) -> int:
+        """Actors to start now: the target less those idle and those that will come back,
+        but never fewer idle than half the target (a burst must not find the pool empty)."""
+        target = self._settings.warm_call_actors
+        floor = (target + 1) // 2
+        return max(target - len(self._warm) - self._returning, floor - len(self._warm))
 
     async def start_call(self, spec: CallSpec, key: str | None = None) -> dict[str, Any]:
         """Admit a call and start it. ``key`` (a room name) makes repeats idempotent."""
@@ -85,21 +109,28 @@ class Dispatcher:
             asyncio.create_task(self._reject(spec, direction, admitted_at))  # noqa: RUF006
             return {"decision": decision.value, "call_id": call_id}
         warm = bool(self._warm)
-        actor, node = self._warm.popleft() if warm else (self._new_actor(), "")
+        spare = self._warm.popleft() if warm else _Spare(self._new_actor(), "")
+        actor, node = spare.actor, spare.node_id
+        self._actors_started += not warm
         spec = replace(spec, admitted_at=admitted_at, warm=warm)
         self._telemetry.call_started.remote(call_id, direction.value, spec.caller_masked,
                                             node[:12])
         self._active[call_id] = (actor, key)
         done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
         self._done[call_id] = done
-        asyncio.create_task(self._run(actor, spec, key, direction, done))  # noqa: RUF006
+        reusable = spare.calls + 1 < self._settings.call_actor_max_calls
+        self._returning += reusable
+        asyncio.create_task(self._run(spare, spec, key, direction, done, reusable))  # noqa: RUF006
         asyncio.create_task(self.fill_warm_pool())  # noqa: RUF006
         return {"decision": decision.value, "call_id": call_id, "warm": warm}
 
-    async def _run(self, actor: ActorHandle, spec: CallSpec, key: str,
-                   direction: CallDirection, done: asyncio.Future[CallRecord]) -> None:
+    async def _run(self, spare: _Spare, spec: CallSpec, key: str, direction: CallDirection,
+                   done: asyncio.Future[CallRecord], reusable: bool) -> None:
+        actor = spare.actor
+        serve_again = False
         try:
             record: CallRecord = await actor.run_call.remote(spec)
+            serve_again = reusable and record.outcome is CallOutcome.COMPLETED
         except RayActorError as e:
             cancelled = self._cancelled.pop(spec.call_id, None)
             record = (_failed(spec, direction, cancelled, "cancelled: the call never connected")
@@ -111,7 +142,14 @@ class Dispatcher:
         finally:
             self._admission.release(key)
             self._active.pop(spec.call_id, None)
-            ray.kill(actor, no_restart=True)
+            self._returning -= reusable
+            if serve_again and len(self._warm) < self._settings.warm_call_actors:
+                self._warm.append(_Spare(actor, spare.node_id, spare.calls + 1))
+                self._actors_reused += 1
+            else:
+                ray.kill(actor, no_restart=True)
+                if reusable:  # counted on coming back: start its replacement
+                    asyncio.create_task(self.fill_warm_pool())  # noqa: RUF006
         await self._store_durably(record)
         await self._telemetry.call_ended.remote(record)  # CALL_END only after the store commit
         done.set_result(record)
@@ -182,11 +220,13 @@ class Dispatcher:
             "warm_target": self._settings.warm_call_actors,
             "accepted_total": self._admission.accepted_total,
             "rejected_total": self._admission.rejected_total,
+            "call_actors_started_total": self._actors_started,
+            "call_actors_reused_total": self._actors_reused,
         }
 
     async def process_stats(self) -> dict[tuple[str, str], dict[str, float]]:
         """CPU and memory of call actors (active and warm), summed per node."""
-        actors = [a for a, _ in self._active.values()] + [a for a, _ in self._warm]
+        actors = [a for a, _ in self._active.values()] + [s.actor for s in self._warm]
         results = await asyncio.gather(*(a.stats.remote() for a in actors),
                                        return_exceptions=True)
         per_node: dict[tuple[str, str], dict[str, float]] = {}

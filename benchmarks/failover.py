@@ -69,13 +69,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.failover", description=__doc__)
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the result as JSON last")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="keep the run's logs, database and recordings in this folder")
     args = p.parse_args(argv)
     console = Console(stderr=True)
     scenario = load_scenario(ROOT / "scenarios" / "opening_hours.yaml")
     sims = InstrumentedSimulators("realistic").start()
     try:
         with tempfile.TemporaryDirectory(prefix="voice-ai-failover-") as tmp_dir:
-            tmp = Path(tmp_dir)
+            tmp = args.keep or Path(tmp_dir)
             settings = Settings(**sims.settings_overrides(), http_host="127.0.0.1",
                                 http_port=_free_port(), data_dir=tmp, log_dir=tmp / "logs",
                                 db_path=tmp / "calls.db", recordings_dir=tmp / "rec",

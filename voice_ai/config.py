@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     tts_pool_size: int = Field(1, ge=1, le=64)
     warm_call_actors: int = Field(2, ge=0, le=256)
     """Call actors kept started and ready, so a new call does not wait for a cold process."""
+    call_actor_max_calls: int = Field(20, ge=1, le=10_000)
+    """Calls one call actor serves, one at a time, before it retires (1 = a new process per
+    call). Starting a call actor costs ~6 CPU-seconds (imports, models, pool connections)."""
     call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
     call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
     pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
