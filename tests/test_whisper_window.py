@@ -3,6 +3,8 @@ real synthesized speech, and utterances too long for the window take the stock 3
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -14,8 +16,30 @@ from voice_ai.providers.local.whisper import WhisperEngine
 UTTERANCES = [
     "Hi, what are your opening hours on Friday?",
     "I would like to book an appointment for next Tuesday morning.",
+    "Can you tell me the price of a standard cleaning?",
+    "Thank you, goodbye.",
     "Yes.",
 ]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _errors(reference: str, heard: str) -> int:
+    """Word-level edit distance (the numerator of the word error rate)."""
+    ref, hyp = _words(reference), _words(heard)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1]
+
+
+def _wer(references: list[str], heard: list[str]) -> float:
+    return (sum(_errors(r, h) for r, h in zip(references, heard, strict=True))
+            / sum(len(_words(r)) for r in references))
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +49,16 @@ def engines() -> tuple[WhisperEngine, Any]:
     return stt, tts
 
 
-def test_short_window_hears_the_same_words_as_the_full_window(
+def test_short_window_hears_as_well_as_the_full_window(
         engines: tuple[WhisperEngine, Any]) -> None:
+    # Piper's synthesis is randomised, and tiny.en mishears a word now and then on either
+    # path (over 32 utterances: 2.7 % WER with the 10 s window, 1.6 % with 30 s)
     stt, tts = engines
-    for text in UTTERANCES:
-        pcm = tts.synthesize_sync(text)
-        windowed = stt.transcribe_sync(pcm, tts.sample_rate)
-        assert windowed == _stock(stt, pcm, tts.sample_rate), text
-        assert windowed  # and it heard something
+    pcms = [tts.synthesize_sync(text) for text in UTTERANCES]
+    windowed = [stt.transcribe_sync(pcm, tts.sample_rate) for pcm in pcms]
+    stock = [_stock(stt, pcm, tts.sample_rate) for pcm in pcms]
+    assert _wer(UTTERANCES, windowed) <= 0.15, windowed
+    assert _wer(UTTERANCES, windowed) <= _wer(UTTERANCES, stock) + 0.1, (windowed, stock)
 
 
 def test_utterance_longer_than_the_window_takes_the_stock_path(
@@ -41,15 +67,16 @@ def test_utterance_longer_than_the_window_takes_the_stock_path(
     pcm = tts.synthesize_sync(UTTERANCES[0])
     seconds = len(pcm) / 2 / tts.sample_rate
     calls: list[str] = []
-    real = stt._transcribe_window
-    monkeypatch.setattr(stt, "_transcribe_window", lambda audio: calls.append("w") or real(audio))
+    real = stt._transcribe_windows
+    monkeypatch.setattr(stt, "_transcribe_windows",
+                        lambda audios: calls.append("w") or real(audios))
     stt.transcribe_sync(pcm, tts.sample_rate)
     assert calls == ["w"]
     # pad the same speech with silence past the window: the windowed path must not be used
     silence = bytes(int((stt.window_s - seconds + 1) * tts.sample_rate) * 2)
     text = stt.transcribe_sync(pcm + silence, tts.sample_rate)
     assert calls == ["w"]
-    assert "opening hours" in text.lower()
+    assert _wer(UTTERANCES[:1], [text]) <= 0.35, text
 
 
 def test_window_setting_is_bounded() -> None:
@@ -64,3 +91,21 @@ def _stock(stt: WhisperEngine, pcm: bytes, rate: int) -> str:
         return stt.transcribe_sync(pcm, rate)
     finally:
         stt.window_s = window
+
+
+async def test_concurrent_requests_are_batched_with_the_same_words(
+        engines: tuple[WhisperEngine, Any]) -> None:
+    stt, tts = engines
+    pcms = [tts.synthesize_sync(text) for text in UTTERANCES]
+    one_by_one = [stt.transcribe_sync(pcm, tts.sample_rate) for pcm in pcms]
+    batches: list[int] = []
+    real = stt._transcribe_windows
+    stt._transcribe_windows = lambda audios: batches.append(len(audios)) or real(audios)  # type: ignore[method-assign]
+    try:
+        together = await asyncio.gather(*(stt.transcribe(pcm, tts.sample_rate) for pcm in pcms))
+    finally:
+        del stt._transcribe_windows
+    assert _wer(UTTERANCES, together) <= 0.15, together
+    assert _wer(UTTERANCES, together) <= _wer(UTTERANCES, one_by_one) + 0.1
+    # requests that arrive together go to the model together, all of them answered
+    assert sum(batches) == len(UTTERANCES) and len(batches) < len(UTTERANCES), batches
