@@ -1,8 +1,8 @@
 """CallActor: one live call per actor. A shell over ``voice_ai.pipeline.session.CallSession``.
 
 Warm actors are created ahead of demand and ``prepare()``d (VAD loaded, pool clients
-connected), so a new call only hands over its spec. After its call the actor retires; the
-dispatcher refills the warm pool.
+connected), so a new call only hands over its spec. After a completed call the dispatcher
+puts the actor back in the warm pool (up to CALL_ACTOR_MAX_CALLS calls); otherwise it retires.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class CallActor:
         """Warm up: connect pool clients and load the VAD. Returns where and how long."""
         started = time.perf_counter()
         s = self._settings
+        if s.call_actor_nice:
+            # Linux niceness is per thread: this is the actor's event loop thread, where the
+            # call runs, and the threads it starts from now on (VAD inference, to_thread)
+            os.nice(s.call_actor_nice)
         ns = s.ray_namespace
         clients: dict[str, Any] = {}
         local: dict[str, PoolClient] = {}

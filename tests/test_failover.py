@@ -21,10 +21,11 @@ def test_failures_before_breaker_opens_are_bounded_and_every_turn_is_answered() 
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 1 <= r["deepgram_failures_before_open"] <= r["breaker_min_requests"]
-    # Every turn answered is NOT asserted at this density: on 2 CPU cores one CPU whisper
-    # worker transcribes ~1 utterance per 2 s under this load, so 10 callers speaking within
-    # seconds of each other wait past the caller's reply timeout (docs/performance.md). A
-    # single call failing over is answered on every turn (tests/test_fallback_system.py).
+    # every caller heard an answer: the whisper fallback kept up (short encoder window,
+    # batched requests, call actors yielding CPU to the pools)
+    assert r["unanswered_turns"] == 0, r["outage_errors"]
+    assert r["outage_calls_completed"] == r["calls"], r["outage_errors"]
+    assert r["outage_stt_served_by"].get("whisper", 0) == r["turns_during_outage"] == r["calls"]
     assert r["outage_stt_served_by"].get("deepgram", 0) == 0  # nothing served by Deepgram
     assert r["recovery_stt_served_by"].get("deepgram", 0) >= 1
     assert r["transitions"][0] == "closed->open"

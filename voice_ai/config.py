@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     call_actor_max_calls: int = Field(20, ge=1, le=10_000)
     """Calls one call actor serves, one at a time, before it retires (1 = a new process per
     call). Starting a call actor costs ~6 CPU-seconds (imports, models, pool connections)."""
+    call_actor_nice: int = Field(3, ge=0, le=19)
+    """Niceness a call actor adds to its own (Ray starts workers at 15). When the CPU is
+    saturated the provider pools, which every call waits on, then win over one call's audio
+    processing: with 10 calls on 2 cores and Deepgram down, whisper's queue halved."""
     call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
     call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
     pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
