@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -15,18 +14,15 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _ray_processes() -> set[int]:
-    names = ("raylet", "gcs_server")
-    return {p.pid for p in psutil.process_iter(["name", "cmdline"])
-            if any(n in " ".join(p.info["cmdline"] or []) for n in names)}
-
-
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("STT_PROVIDER", "MAX_CONCURRENT_CALLS", "OPTIMIZATION_LEVEL")}
     return subprocess.run(
         [sys.executable, "-m", "deployments.cli", "run", "--exit", *args],
-        cwd=tmp_path, env={**clean, "PYTHONPATH": str(ROOT), **env},
+        # a Ray started by this command would put its session under RAY_TMPDIR: that tells it
+        # apart from the test session's own Ray (whose helpers start and stop meanwhile)
+        cwd=tmp_path, env={**clean, "PYTHONPATH": str(ROOT),
+                           "RAY_TMPDIR": str(tmp_path / "raytmp"), **env},
         capture_output=True, text=True, timeout=120,
     )
 
@@ -45,10 +41,9 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
 def test_bad_input_one_line_exit_2_no_ray(tmp_path: Path, args: tuple[str, ...],
                                           env: dict[str, str], expected: str) -> None:
     (tmp_path / "bad.yaml").write_text("name: x\nturns:\n  - says: hi\n")
-    before = _ray_processes()
     proc = _run(tmp_path, *args, **env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _ray_processes() <= before  # nothing started, nothing left behind
+    assert not (tmp_path / "raytmp").exists()  # no Ray was started
