@@ -255,6 +255,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="voice-ai-bench-") as tmp_dir:
             tmp = Path(tmp_dir)
             overrides = _settings_overrides(sims, tmp, warm=n)
+            if args.smoke:
+                # every call actor retires, so each one's memory is sampled when it exits: an
+                # actor kept for reuse is only counted if a sample sees its busy title, which
+                # Ray resets whenever the dispatcher's stats() poll finishes (reuse itself is
+                # tests/test_actor_reuse.py's subject)
+                overrides["call_actor_max_calls"] = 1
             settings = Settings(**overrides)
             audio = tmp / "caller_audio.pkl"
             _start_ray()

@@ -65,7 +65,8 @@ class ProcessSampler:
     busy or idle (``ray::CallActor``). Ray resets an async actor's title when any other method
     of it finishes (the dispatcher polls ``stats()`` during calls), so the busy title can be gone
     before a sample sees it; a process of the kind that exits during the phase also counts as
-    having served a call (a call actor retires after its one call).
+    having served a call (an actor that goes back to the warm pool after its call and is never
+    seen busy is not counted, so ``n`` can be below the number of calls).
     """
 
     def __init__(self, call_marker: str, interval_s: float = 0.5,
