@@ -157,8 +157,7 @@ class CallSession:
             await transport.prepare()
             caller_prep_s = time.time() - prep_started
             await transport.connect()
-            session.input.audio = transport.audio_input
-            session.output.audio = transport.audio_output
+            await transport.attach(session)
             await session.start(Receptionist(self.settings.system_prompt), record=False)
             setup_s = time.time() - admitted_at - caller_prep_s
             if self._on_listening is not None:

@@ -9,6 +9,7 @@ Life of a transport, driven by ``CallSession``:
 
     await transport.prepare()          # caller-side work, not counted as call setup
     await transport.connect()          # join the room / start the scenario
+    await transport.attach(session)    # wire audio in/out into the AgentSession
     ... session runs over audio_input / audio_output ...
     reason = await transport.wait_ended()   # caller hung up, scenario done, ...
     await transport.hangup()           # agent ends the call (no-op if the caller already did)
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
+from livekit.agents import AgentSession
 from livekit.agents.voice.io import AudioInput, AudioOutput
 
 from voice_ai.records import CallDirection, EndReason
@@ -61,6 +64,14 @@ class CallTransport(ABC):
     @abstractmethod
     def audio_output(self) -> AudioOutput:
         """Agent audio sink, for ``AgentSession.output.audio``."""
+
+    async def attach(self, session: AgentSession[Any]) -> None:
+        """Wire this transport's audio into ``session`` before ``session.start()``.
+
+        The default sets ``session.input.audio`` / ``session.output.audio``; a transport with
+        its own session I/O (LiveKit's ``RoomIO``) overrides it."""
+        session.input.audio = self.audio_input
+        session.output.audio = self.audio_output
 
     async def prepare(self) -> None:  # noqa: B027  # optional hook
         """Caller-side preparation that is not part of the agent's call setup (the simulated

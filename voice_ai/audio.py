@@ -1,0 +1,127 @@
+"""Audio format: the one place that resamples, frames and measures mono 16-bit PCM.
+
+Every stage that changes a sample rate or cuts audio into frames uses this module (the call
+pipeline, provider fallbacks, transports, recorders, simulators), so quality and edge cases
+(odd byte counts, the resampler's tail, identity rates) are handled once.
+
+    resampler = Resampler(22_050, 16_000)
+    frames = resampler.push(frame) ; frames += resampler.flush()
+    pcm16k = resample_pcm(pcm, 22_050, 16_000)
+    for frame in slice_frames(pcm16k, 16_000, frame_ms=20): ...
+
+Resampling is livekit's (``rtc.AudioResampler``), the same one livekit-agents uses inside
+``AgentSession``, so a fallback voice at another rate sounds like the pipeline's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from livekit import rtc
+
+__all__ = [
+    "SAMPLE_WIDTH",
+    "Resampler",
+    "concat_frames",
+    "frame_from_pcm",
+    "pcm_of",
+    "resample_pcm",
+    "rms",
+    "silence",
+    "slice_frames",
+]
+
+SAMPLE_WIDTH = 2  # bytes per mono int16 sample
+
+
+def _whole_samples(pcm16: bytes) -> bytes:
+    """Drop a trailing half sample: a frame holds whole int16 samples."""
+    return pcm16[: len(pcm16) - len(pcm16) % SAMPLE_WIDTH]
+
+
+def frame_from_pcm(pcm16: bytes, sample_rate: int) -> rtc.AudioFrame:
+    """One mono frame holding all of ``pcm16`` (a trailing odd byte is dropped)."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    data = _whole_samples(pcm16)
+    return rtc.AudioFrame(data, sample_rate, 1, len(data) // SAMPLE_WIDTH)
+
+
+def pcm_of(frames: Iterable[rtc.AudioFrame]) -> bytes:
+    """The PCM bytes of ``frames``, back to back."""
+    return b"".join(f.data.tobytes() for f in frames)
+
+
+class Resampler:
+    """Streaming mono int16 resampler; identity rates pass frames through untouched.
+
+    ``push`` may hold back a few milliseconds; call ``flush`` at the end of a stream, or its
+    tail is lost.
+    """
+
+    def __init__(self, input_rate: int, output_rate: int) -> None:
+        if input_rate <= 0 or output_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {input_rate} -> {output_rate}")
+        self.input_rate = input_rate
+        self.output_rate = output_rate
+        self._inner = (None if input_rate == output_rate
+                       else rtc.AudioResampler(input_rate, output_rate, num_channels=1))
+
+    def push(self, frame: rtc.AudioFrame) -> list[rtc.AudioFrame]:
+        if frame.sample_rate != self.input_rate:
+            raise ValueError(f"frame at {frame.sample_rate} Hz pushed into a resampler "
+                             f"expecting {self.input_rate} Hz")
+        if self._inner is None:
+            return [frame]
+        return list(self._inner.push(frame))
+
+    def push_pcm(self, pcm16: bytes) -> bytes:
+        if not pcm16:
+            return b""
+        return pcm_of(self.push(frame_from_pcm(pcm16, self.input_rate)))
+
+    def flush(self) -> list[rtc.AudioFrame]:
+        return [] if self._inner is None else list(self._inner.flush())
+
+    def flush_pcm(self) -> bytes:
+        return pcm_of(self.flush())
+
+
+def resample_pcm(pcm16: bytes, input_rate: int, output_rate: int) -> bytes:
+    """A whole buffer at another rate (tail included)."""
+    resampler = Resampler(input_rate, output_rate)
+    return resampler.push_pcm(pcm16) + resampler.flush_pcm()
+
+
+def slice_frames(
+    pcm16: bytes, sample_rate: int, *, frame_ms: int = 20, pad: bool = True
+) -> list[rtc.AudioFrame]:
+    """``pcm16`` cut into frames of ``frame_ms``; the last one is padded with silence
+    (``pad``) or kept short."""
+    if frame_ms <= 0:
+        raise ValueError(f"frame_ms must be positive, got {frame_ms}")
+    data = _whole_samples(pcm16)
+    step = sample_rate * frame_ms // 1000 * SAMPLE_WIDTH
+    if step == 0:
+        raise ValueError(f"{frame_ms} ms at {sample_rate} Hz is less than one sample")
+    if pad and len(data) % step:
+        data += bytes(step - len(data) % step)
+    return [frame_from_pcm(data[i : i + step], sample_rate) for i in range(0, len(data), step)]
+
+
+def concat_frames(frames: Iterable[rtc.AudioFrame]) -> rtc.AudioFrame:
+    """One frame from several of the same rate (livekit's ``combine_audio_frames``)."""
+    return rtc.combine_audio_frames(list(frames))
+
+
+def silence(duration_s: float, sample_rate: int) -> bytes:
+    return bytes(int(duration_s * sample_rate) * SAMPLE_WIDTH)
+
+
+def rms(pcm16: bytes) -> float:
+    """Root mean square of int16 samples (0 for no samples): a cheap speech/silence measure."""
+    samples = np.frombuffer(_whole_samples(pcm16), dtype=np.int16)
+    if samples.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
