@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
 	  echo ">>> building llama-cpp-python $(LLAMA_VERSION) (first install compiles llama.cpp: about 8 minutes on 2 cores)"; \
 	  set -o pipefail; CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -v "llama-cpp-python==$(LLAMA_VERSION)" 2>&1 \
-	    | { grep --line-buffered -E '^\s*\[ *[0-9]+(/[0-9]+)?%?\]|Successfully|ERROR|error:' || true; }; \
+	    | awk '/^[ \t]*\[ *[0-9]+\/[0-9]+\]/ { s = $$0; sub(/^[ \t]*\[ */, "", s); split(s, a, /[\/\]]/); \
+	        n = a[1] + 0; t = a[2] + 0; if (n % 25 == 0 || n == t) { print "  llama.cpp compiled " n "/" t " files"; fflush() } next } \
+	        /Successfully|ERROR|error:/ { print; fflush() }'; \
 	fi
 	$(BIN)/pip install -e ".[dev]"
 	@touch $(STAMP)
