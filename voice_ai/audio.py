@@ -15,24 +15,30 @@ Resampling is livekit's (``rtc.AudioResampler``), the same one livekit-agents us
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
 from livekit import rtc
 
 __all__ = [
+    "FULL_SCALE",
     "SAMPLE_WIDTH",
+    "AnyRateResampler",
     "Resampler",
     "concat_frames",
+    "downmix",
     "frame_from_pcm",
     "pcm_of",
     "resample_pcm",
     "rms",
+    "rms_dbfs",
     "silence",
     "slice_frames",
 ]
 
 SAMPLE_WIDTH = 2  # bytes per mono int16 sample
+FULL_SCALE = 32768.0  # int16 full scale: 0 dBFS
 
 
 def _whole_samples(pcm16: bytes) -> bytes:
@@ -88,6 +94,33 @@ class Resampler:
         return pcm_of(self.flush())
 
 
+class AnyRateResampler:
+    """Streaming mono int16 resampler to one output rate from frames of any rate.
+
+    For sinks fed by several sources in turn (a TTS voice, then its fallback at another rate):
+    when the input rate changes, the previous resampler's tail is flushed first, so no audio is
+    lost or reordered.
+    """
+
+    def __init__(self, output_rate: int) -> None:
+        if output_rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {output_rate}")
+        self.output_rate = output_rate
+        self._current: Resampler | None = None
+
+    def push(self, frame: rtc.AudioFrame) -> list[rtc.AudioFrame]:
+        out: list[rtc.AudioFrame] = []
+        if self._current is None or self._current.input_rate != frame.sample_rate:
+            out += self.flush()
+            self._current = Resampler(frame.sample_rate, self.output_rate)
+        return out + self._current.push(frame)
+
+    def flush(self) -> list[rtc.AudioFrame]:
+        """The held-back tail; the next ``push`` starts afresh."""
+        current, self._current = self._current, None
+        return current.flush() if current is not None else []
+
+
 def resample_pcm(pcm16: bytes, input_rate: int, output_rate: int) -> bytes:
     """A whole buffer at another rate (tail included)."""
     resampler = Resampler(input_rate, output_rate)
@@ -115,6 +148,18 @@ def concat_frames(frames: Iterable[rtc.AudioFrame]) -> rtc.AudioFrame:
     return rtc.combine_audio_frames(list(frames))
 
 
+def downmix(pcm16: bytes, channels: int) -> bytes:
+    """Interleaved int16 PCM of ``channels`` channels as mono (the channels' mean)."""
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    if channels == 1:
+        return _whole_samples(pcm16)
+    usable = len(pcm16) - len(pcm16) % (SAMPLE_WIDTH * channels)
+    samples = np.frombuffer(pcm16[:usable], dtype=np.int16).reshape(-1, channels)
+    mono: bytes = samples.mean(axis=1, dtype=np.float64).round().astype(np.int16).tobytes()
+    return mono
+
+
 def silence(duration_s: float, sample_rate: int) -> bytes:
     return bytes(int(duration_s * sample_rate) * SAMPLE_WIDTH)
 
@@ -125,3 +170,10 @@ def rms(pcm16: bytes) -> float:
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def rms_dbfs(pcm16: bytes) -> float:
+    """Level of ``pcm16`` in dB relative to int16 full scale (a full-scale square wave is 0;
+    digital silence is ``-inf``)."""
+    level = rms(pcm16)
+    return 20.0 * math.log10(level / FULL_SCALE) if level > 0 else -math.inf
