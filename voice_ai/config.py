@@ -122,6 +122,12 @@ class Settings(BaseSettings):
 
     # --- calls ---------------------------------------------------------------------------
     max_call_duration_s: float = Field(600.0, gt=0.0)
+    call_silence_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    """No caller sound (above -55 dBFS) and no agent audio for this long: a zombie call, ended
+    as failed with end reason ``silence_timeout`` (voice_ai/pipeline/watchdog.py)."""
+    webrtc_ice_timeout_s: float = Field(15.0, gt=0.0, le=120.0)
+    """A browser call (``/talk``) whose ICE has not connected this long after its offer was
+    answered is abandoned: the call ends as failed and frees its admission slot."""
     store_transcripts: bool = False
     """Keep turn transcripts in the store. Off by default: callers' words are personal data."""
 

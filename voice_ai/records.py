@@ -18,12 +18,14 @@ class CallDirection(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     SIMULATED = "simulated"
+    WEBRTC = "webrtc"  # a browser on the call page (/talk)
 
 
 class CallOutcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     REJECTED = "rejected"
+    TRANSFERRED = "transferred"  # handed to a person (the transport's transfer)
 
 
 class EndReason(StrEnum):
@@ -33,13 +35,21 @@ class EndReason(StrEnum):
     REJECTED_BUSY = "rejected_busy"
     TIMEOUT = "timeout"
     NODE_LOST = "node_lost"
+    TRANSFERRED = "transferred"
+    # the zombie-call watchdog (voice_ai/pipeline/watchdog.py): no audio either way for
+    # CALL_SILENCE_TIMEOUT_S, or a call longer than MAX_CALL_DURATION_S
+    SILENCE_TIMEOUT = "silence_timeout"
+    MAX_DURATION = "max_duration"
 
     @property
     def outcome(self) -> CallOutcome:
-        if self in (EndReason.ERROR, EndReason.NODE_LOST, EndReason.TIMEOUT):
+        if self in (EndReason.ERROR, EndReason.NODE_LOST, EndReason.TIMEOUT,
+                    EndReason.SILENCE_TIMEOUT, EndReason.MAX_DURATION):
             return CallOutcome.FAILED
         if self is EndReason.REJECTED_BUSY:
             return CallOutcome.REJECTED
+        if self is EndReason.TRANSFERRED:
+            return CallOutcome.TRANSFERRED
         return CallOutcome.COMPLETED
 
 
