@@ -29,7 +29,7 @@ from voice_ai.observability.logs import (
     log_throughput,
     log_turn_latency,
 )
-from voice_ai.observability.scrub import REDACTED, Scrubber, mask_phone_number
+from voice_ai.observability.scrub import REDACTED, Scrubber
 from voice_ai.records import CallDirection, CallRecord, EndReason, TurnTimings
 
 pytestmark = pytest.mark.unit
@@ -187,8 +187,10 @@ def test_files_rotate_by_size(tmp_path: Path) -> None:
     [
         (f"caller {FULL_NUMBER} dialed", "caller +1********71 dialed"),
         ("caller +1 415-555-2671 dialed", "caller +1********71 dialed"),
-        ("from=+442071838750", "from=+4*********50"),
-        ("uri=sip:14155552671@pbx.example", "uri=sip:1********71@pbx.example"),
+        ("from=+442071838750", "from=+44********50"),
+        ("uri=sip:14155552671@pbx.example", "uri=sip:*********71@pbx.example"),
+        ("fullwidth +\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff12\uff16\uff17\uff11 digits",
+         "fullwidth +1********71 digits"),
         ("tel:+14155552671;ext=1", "tel:+1********71;ext=1"),
     ],
 )
@@ -228,9 +230,11 @@ def test_scrubber_redacts_secrets(text: str) -> None:
         assert secret not in scrubbed
 
 
-def test_mask_phone_number_keeps_country_and_last_two_digits() -> None:
-    assert mask_phone_number(FULL_NUMBER) == "+1********71"
-    assert mask_phone_number("123") == "***"
+def test_the_scrubber_masks_with_the_one_phone_mask() -> None:
+    from voice_ai.telephony.phone import mask_phone
+
+    assert Scrubber()(FULL_NUMBER) == mask_phone(FULL_NUMBER) == "+1********71"
+    assert mask_phone("123") == "***"
 
 
 def test_no_full_number_or_key_reaches_any_file(log_files: LogFiles) -> None:

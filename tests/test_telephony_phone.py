@@ -48,3 +48,20 @@ def test_mask_keeps_plus_country_code_and_last_two_digits(raw: str, masked: str)
 def test_redact_numbers_masks_numbers_inside_room_names() -> None:
     assert redact_numbers("call-_+15550100067_a1b2") == "call-_+1********67_a1b2"
     assert redact_numbers("call-out-3f2a9c") == "call-out-3f2a9c"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10\uff10\uff16\uff17",  # fullwidth
+     "+\u0661\u0665\u0665\u0665\u0660\u0661\u0660\u0660\u0660\u0666\u0667",  # Arabic-Indic
+     "+1555\u0966100067",  # one Devanagari zero among ASCII digits
+     "+15550100067\u00b2"],  # a superscript two
+)
+def test_only_ascii_digits_make_a_dialable_number(raw: str) -> None:
+    with pytest.raises(InvalidPhoneNumber, match="ASCII digits"):
+        parse_e164(raw)
+
+
+def test_the_mask_hides_numbers_written_in_other_scripts_too() -> None:
+    fullwidth = "+\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10\uff10\uff16\uff17"
+    assert mask_phone(fullwidth) == "+1********67"

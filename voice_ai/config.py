@@ -7,10 +7,11 @@ turns pydantic's errors into one line that names the variable and what it accept
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from voice_ai.errors import ConfigError
@@ -32,6 +33,9 @@ _ENDPOINTING: dict[str, tuple[float, float]] = {
     "balanced": (0.4, 0.3),
     "aggressive": (0.3, 0.2),
 }
+
+
+_E164_PREFIX = re.compile(r"\+[1-9][0-9]{0,14}", re.ASCII)
 
 
 def endpointing_for(level: OptimizationLevel) -> tuple[float, float]:
@@ -140,12 +144,39 @@ class Settings(BaseSettings):
     calls_api_token: SecretStr | None = None
     """Bearer token required by ``POST /calls``; the calls API refuses every request when unset."""
 
+    # --- security: the public face, webhooks, outbound (docs/security.md) -------------------
+    outbound_allowed_prefixes: str = ""
+    """Comma-separated E.164 prefixes ``POST /calls`` may dial, e.g. ``+49,+4420``. Empty (the
+    default): every outbound call is refused (403), so a leaked token cannot buy toll fraud."""
+    calls_rate_limit_per_s: float = Field(2.0, gt=0.0, le=1000.0)
+    """``POST /calls`` requests per second per bearer token, per Serve replica (429 beyond)."""
+    calls_rate_limit_burst: int = Field(10, ge=1, le=10_000)
+    """Requests a token may send at once before ``CALLS_RATE_LIMIT_PER_S`` applies."""
+    webhook_tolerance_s: float = Field(300.0, ge=10.0, le=3600.0)
+    """A LiveKit webhook whose ``createdAt`` is older than this is refused (LiveKit signs each
+    webhook for 5 minutes); one dated more than a minute ahead is refused too."""
+    http_request_timeout_s: float = Field(10.0, gt=0.0, le=300.0)
+    """Deadline of one request on the public face (504 beyond); actor reads have their own."""
+    gateway_replicas: int = Field(2, ge=1, le=64)
+    """Serve replicas of the public face: a slow or restarting replica cannot take the
+    webhook down with it."""
+    internal_http_host: str = "127.0.0.1"
+    """Bind address of the internal face (``/health/detailed``, ``/metrics``, ``/docs``) on the
+    head node. Keep it loopback or a private address: the internet must never reach it."""
+    internal_http_port: int = Field(8001, ge=0, le=65_535)
+    """Port of the internal face (0: any free port, for tests)."""
+    sip_fingerprint_key: SecretStr | None = None
+    """HMAC key for the SIP password fingerprint in trunk metadata; unset: a random key kept in
+    ``DATA_DIR/sip_fingerprint.key`` (mode 0600) is made on first use."""
+
     # --- Ray -------------------------------------------------------------------------------
     ray_namespace: str = Field("voice_ai", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     """Namespace of the system's named actors; two systems can share a cluster in two."""
 
     # --- HTTP and paths --------------------------------------------------------------------
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"
+    """Bind address of ``voice-ai run``'s public face (loopback by default; set 0.0.0.0 to
+    expose it). A cluster binds what serve_config.yaml's ``http_options.host`` says."""
     http_port: int = Field(8000, ge=1, le=65_535)
     data_dir: Path = Path("data")
     log_dir: Path = Path("logs")
@@ -170,6 +201,20 @@ class Settings(BaseSettings):
             if selected and (key is None or not key.get_secret_value()):
                 raise ValueError(f"{choice} needs {key_name} to be set")
         return self
+
+    @field_validator("outbound_allowed_prefixes")
+    @classmethod
+    def _e164_prefixes(cls, value: str) -> str:
+        for prefix in (p.strip() for p in value.split(",")):
+            if prefix and not _E164_PREFIX.fullmatch(prefix):
+                raise ValueError(f"{prefix!r} is not an E.164 prefix: '+' then 1 to 15 ASCII "
+                                 "digits, e.g. +49,+4420")
+        return value
+
+    @property
+    def outbound_prefixes(self) -> tuple[str, ...]:
+        """``OUTBOUND_ALLOWED_PREFIXES`` as a tuple; empty: outbound calls are refused."""
+        return tuple(p.strip() for p in self.outbound_allowed_prefixes.split(",") if p.strip())
 
     @property
     def endpointing(self) -> tuple[float, float]:

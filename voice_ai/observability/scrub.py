@@ -3,9 +3,10 @@
 Two passes, applied to every line the log files receive and to every record before it leaves an
 actor's process (so a raw number never crosses the network either):
 
-- phone numbers: anything that looks like an E.164 number (``+`` then 8-15 digits, separators
-  allowed) and the digits of ``sip:``/``tel:`` URIs become ``+1********71``: country digit and
-  last two digits kept, the rest starred. Already masked numbers (``+1******67``) stay as they are.
+- phone numbers: anything that looks like an E.164 number (``+`` then 8-15 digits of any
+  script, separators allowed) and the digits of ``sip:``/``tel:`` URIs are masked with the
+  system's one phone mask, ``voice_ai.telephony.phone.mask_phone`` (``+1********71``: country
+  code and last two digits kept). Already masked numbers (``+1******67``) stay as they are.
 - secrets: ``sk-...`` API keys, JWTs (LiveKit tokens), ``Bearer``/``Token`` credentials,
   ``api_key=...``-style fields, and any exact value registered with the scrubber (the configured
   API keys).
@@ -17,12 +18,15 @@ import logging
 import re
 from collections.abc import Iterable
 
-__all__ = ["LOG_RECORD_ATTRS", "REDACTED", "Scrubber", "ScrubbingFilter", "mask_phone_number"]
+from voice_ai.telephony.phone import mask_phone
+
+__all__ = ["LOG_RECORD_ATTRS", "REDACTED", "Scrubber", "ScrubbingFilter"]
 
 REDACTED = "[REDACTED]"
 
-# "+" then a digit, then 7-14 more digits with optional single separators between them.
-_E164 = re.compile(r"\+[1-9](?:[\s.()-]?\d){7,14}(?!\d)")
+# "+" then a digit (not 0), then 7-14 more digits with optional single separators between them.
+# `\d` on purpose: digits of other scripts (fullwidth, Arabic-Indic) are still a number.
+_E164 = re.compile(r"\+(?!0)\d(?:[\s.()-]?\d){7,14}(?!\d)")
 _SIP_USER = re.compile(r"(?i)\b(sips?:|tel:)(\+?\d{6,15})(?=[@;>\s\"']|$)")
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
@@ -40,15 +44,6 @@ _SECRET_FIELD = re.compile(
 LOG_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-def mask_phone_number(number: str) -> str:
-    """``+14155552671`` -> ``+1********71``: keep the first and the last two digits."""
-    digits = re.sub(r"\D", "", number)
-    if len(digits) < 4:
-        return "*" * len(digits)
-    prefix = "+" if number.lstrip().startswith("+") else ""
-    return f"{prefix}{digits[0]}{'*' * (len(digits) - 3)}{digits[-2:]}"
-
-
 class Scrubber:
     """Masks phone numbers and secrets in text. ``secrets`` are exact values to redact."""
 
@@ -63,8 +58,8 @@ class Scrubber:
             text = pattern.sub(REDACTED, text)
         text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
         text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-        text = _SIP_USER.sub(lambda m: m.group(1) + mask_phone_number(m.group(2)), text)
-        return _E164.sub(lambda m: mask_phone_number(m.group(0)), text)
+        text = _SIP_USER.sub(lambda m: m.group(1) + mask_phone(m.group(2)), text)
+        return _E164.sub(lambda m: mask_phone(m.group(0)), text)
 
 
 class ScrubbingFilter(logging.Filter):

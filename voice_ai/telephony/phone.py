@@ -1,7 +1,9 @@
-"""Phone numbers: E.164 validation and masking for logs.
+"""Phone numbers: E.164 validation, the one mask, and redaction inside free text.
 
 ``parse_e164`` is the only gate a number passes on its way in (calls API, provisioning YAML);
-``mask_phone`` is the only form a number takes on its way out (logs, records, HTTP answers).
+``mask_phone`` is the only form a number takes on its way out (logs, records, the store, HTTP
+answers, metrics). The log scrubber (``voice_ai.observability.scrub``) finds numbers in text
+and masks them with ``mask_phone`` too, so every masked number in the system looks the same.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import re
 
 __all__ = ["InvalidPhoneNumber", "mask_phone", "parse_e164", "redact_numbers"]
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+# ASCII digits only: `\d` would also accept Arabic-Indic, fullwidth or Devanagari digits,
+# which a SIP trunk would dial as something else (or not at all).
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
 
 # ITU-T E.164 country codes of one and two digits; every other code has three digits.
 _ONE_DIGIT_CODES = frozenset("17")
@@ -22,20 +26,21 @@ _KEEP_LAST = 2
 
 
 class InvalidPhoneNumber(ValueError):
-    """A phone number that is not in E.164 form (``+`` then 7 to 15 digits, no leading 0)."""
+    """A phone number that is not in E.164 form (``+`` then 7 to 15 ASCII digits, no leading
+    0)."""
 
 
 def parse_e164(value: str) -> str:
     """Return ``value`` as a canonical E.164 number or raise ``InvalidPhoneNumber``.
 
-    Surrounding whitespace is tolerated; anything else (spaces, dashes, a missing ``+``) is
-    refused so that what the caller sent is what gets dialled.
+    Surrounding whitespace is tolerated; anything else (spaces, dashes, a missing ``+``,
+    non-ASCII digits) is refused so that what the caller sent is what gets dialled.
     """
     number = value.strip() if isinstance(value, str) else ""
     if not _E164.fullmatch(number):
         raise InvalidPhoneNumber(
             f"not an E.164 phone number ({mask_phone(number) or 'empty'}): expected '+' "
-            "followed by 7 to 15 digits, country code first, e.g. +4930123456"
+            "followed by 7 to 15 ASCII digits, country code first, e.g. +4930123456"
         )
     return number
 
@@ -49,14 +54,16 @@ def _country_code_length(digits: str) -> int:
 
 
 def mask_phone(value: str) -> str:
-    """Mask a phone number for logs: ``+15550100067`` -> ``+1********67``.
+    """Mask a phone number: ``+15550100067`` -> ``+1********67``.
 
-    Keeps the ``+``, a guess of the country code and the last two digits. Anything that is not
-    a plausible number (too few digits, free text) is masked entirely, never echoed.
+    Keeps the ``+``, a guess of the country code and the last two digits; separators go.
+    Anything that is not a plausible number (too few digits, free text) is masked entirely,
+    never echoed. Digits of any script count (the scrubber's ``\\d`` finds them too) and are
+    shown as ASCII digits.
     """
     if not value:
         return ""
-    digits = "".join(ch for ch in value if ch.isdigit())
+    digits = "".join(str(int(ch)) for ch in value if ch.isdecimal())
     if len(digits) < 7:
         return "***"
     if value.lstrip().startswith("+"):
@@ -72,7 +79,8 @@ _NUMBER_IN_TEXT = re.compile(r"\+?\d{7,15}")
 def redact_numbers(text: str) -> str:
     """Mask every phone-number-like run of digits in free text (room names, SIP identities).
 
-    LiveKit's per-caller dispatch rule names rooms ``call-_<caller number>_<random>``; logs
-    pass room names through this.
+    LiveKit's per-caller dispatch rule names rooms ``call-_<caller number>_<random>``; anything
+    that shows a room name passes it through this. Unlike the log scrubber it also masks
+    runs of digits without a ``+`` (a room name holds nothing else that long).
     """
     return _NUMBER_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
