@@ -11,6 +11,8 @@ Tables (times are unix seconds, durations seconds):
 - ``turns``  one row per caller turn: end of turn, STT, LLM first token, TTS first byte, end to
   end; ``user_text``/``agent_text`` are NULL unless ``STORE_TRANSCRIPTS`` is on.
 - ``events`` breaker transitions, errors, rejections: kind, component, detail, time.
+- ``appointments`` booked by the agent's tools: local day, start ``HH:MM``, service, caller's
+  name as given, call id, status (booked / cancelled).
 """
 
 from __future__ import annotations
@@ -88,6 +90,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX calls_started_at ON calls(started_at);
     CREATE INDEX events_ts ON events(ts);
+    """,
+    # 3: appointments the agent booked (voice_ai/store/appointments.py); one booked
+    # appointment per day and start time.
+    """
+    CREATE TABLE appointments (
+        appointment_id TEXT PRIMARY KEY,
+        day            TEXT NOT NULL,
+        start          TEXT NOT NULL,
+        duration_min   INTEGER NOT NULL,
+        service        TEXT NOT NULL,
+        caller_name    TEXT NOT NULL DEFAULT '',
+        call_id        TEXT NOT NULL DEFAULT '',
+        status         TEXT NOT NULL,
+        created_at     REAL NOT NULL,
+        updated_at     REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX appointments_slot ON appointments(day, start) WHERE status = 'booked';
+    CREATE INDEX appointments_created_at ON appointments(created_at);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
