@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.test_store import make_call, make_turn, rows
 from voice_ai.cli.store_cmds import register
-from voice_ai.store import CallStore, DatabaseCorruptError
+from voice_ai.store import SCHEMA_VERSION, CallStore, DatabaseCorruptError
 from voice_ai.store.backup import backup_database, restore_database, verify_database
 
 pytestmark = pytest.mark.unit
@@ -188,7 +188,8 @@ def test_db_check_vacuum_and_analyze(paths: dict[str, Path]) -> None:
     store.close()
     code, out, err = cli("db", "check")
     assert code == 0, err
-    assert f"{paths['db']}: integrity ok, schema version 2, 5 calls, 10 turns, 1 events" in out
+    assert (f"{paths['db']}: integrity ok, schema version {SCHEMA_VERSION}, 5 calls, "
+            "10 turns, 1 events") in out
     code, out, _ = cli("db", "vacuum")
     assert code == 0 and out.startswith(f"vacuumed {paths['db']}: ")
     assert (code := cli("db", "analyze")[0]) == 0

@@ -1,0 +1,164 @@
+"""The receptionist's function tools (livekit-agents ``@function_tool``), for every LLM path.
+
+The same tools serve OpenAI (through the pool) and the local answering engine: AgentSession
+runs them when the LLM streams a tool call. Arguments are validated by the front desk; a
+request that cannot be met, or a failure behind a tool, becomes a ``ToolError`` whose message
+is a sentence for the caller, so the LLM's next step apologises and offers a person
+(``TOOL_ERROR_HINT`` in the instructions; the local engine does it by construction). Never a
+silent turn.
+
+Transfer and hang-up wait until the reply that announces them has been heard (the speech
+handle is done), then act through the ``CallActions`` port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from livekit.agents import RunContext, function_tool, llm
+
+from voice_ai.agent.actions import CallActions
+from voice_ai.agent.desk import DeskError, FrontDesk
+
+__all__ = ["TOOL_NAMES", "ReceptionistTools"]
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAMES = ("get_opening_hours", "find_free_slots", "book_appointment", "cancel_appointment",
+              "move_appointment", "transfer_to_person", "end_call", "send_dtmf")
+_DTMF = re.compile(r"^[0-9*#]{1,20}$")
+
+
+class ReceptionistTools:
+    """Tools bound to one call's front desk and call actions."""
+
+    def __init__(self, desk: FrontDesk, actions: CallActions) -> None:
+        self.desk = desk
+        self.actions = actions
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def _guard(self, name: str, work: Callable[[], Awaitable[str]]) -> str:
+        try:
+            return await work()
+        except DeskError as e:
+            raise llm.ToolError(str(e)) from None
+        except Exception as e:  # the book or the transport failed: say so, never go silent
+            logger.warning("tool failed", extra={"tool": name, "error": type(e).__name__})
+            raise llm.ToolError("I could not do that just now because of a technical "
+                                "problem.") from None
+
+    def _after_reply(self, ctx: RunContext[Any], action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` once the reply announcing it has played (or was cut off)."""
+
+        def start(_: object) -> None:
+            task = asyncio.get_running_loop().create_task(self._run_action(action))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        ctx.speech_handle.add_done_callback(start)
+
+    async def _run_action(self, action: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await action()
+        except Exception as e:
+            logger.warning("call action failed", extra={"error": type(e).__name__})
+
+    def all(self) -> list[llm.Tool | llm.Toolset]:
+        desk, actions = self.desk, self.actions
+        profile = desk.profile
+
+        @function_tool
+        async def get_opening_hours(day: str = "") -> str:
+            """Tell the caller when the business is open.
+
+            Args:
+                day: monday..sunday, today, tomorrow or YYYY-MM-DD; empty for the whole week.
+            """
+            return await self._guard("get_opening_hours", lambda: _now(desk.opening_hours(day)))
+
+        @function_tool
+        async def find_free_slots(day: str, part_of_day: str = "") -> str:
+            """List free appointment times on a day.
+
+            Args:
+                day: monday..sunday, today, tomorrow or YYYY-MM-DD.
+                part_of_day: morning, afternoon, evening, or empty for the whole day.
+            """
+            return await self._guard("find_free_slots", lambda: desk.free_slots(day, part_of_day))
+
+        @function_tool
+        async def book_appointment(day: str, time: str, service: str = "",
+                                   caller_name: str = "") -> str:
+            """Book an appointment.
+
+            Args:
+                day: monday..sunday, today, tomorrow or YYYY-MM-DD.
+                time: start time as HH:MM (24 h), e.g. 14:30.
+                service: one of the services offered; empty for a check-up.
+                caller_name: the caller's name if they gave it.
+            """
+            return await self._guard("book_appointment",
+                                     lambda: desk.book(day, time, service, caller_name))
+
+        @function_tool
+        async def cancel_appointment(day: str, time: str) -> str:
+            """Cancel the caller's appointment.
+
+            Args:
+                day: the appointment's day: monday..sunday, today, tomorrow or YYYY-MM-DD.
+                time: the appointment's start time as HH:MM (24 h).
+            """
+            return await self._guard("cancel_appointment", lambda: desk.cancel(day, time))
+
+        @function_tool
+        async def move_appointment(day: str, time: str, new_day: str, new_time: str) -> str:
+            """Move the caller's appointment to another day or time.
+
+            Args:
+                day: the current appointment's day.
+                time: the current appointment's start time as HH:MM (24 h).
+                new_day: the new day: monday..sunday, today, tomorrow or YYYY-MM-DD.
+                new_time: the new start time as HH:MM (24 h).
+            """
+            return await self._guard("move_appointment",
+                                     lambda: desk.move(day, time, new_day, new_time))
+
+        @function_tool
+        async def transfer_to_person(ctx: RunContext[Any]) -> str:
+            """Put the caller through to a person at the business (when they ask for a
+            person, a human, someone, or when you cannot help)."""
+            self._after_reply(ctx, lambda: actions.transfer(profile.transfer_number))
+            return "I am putting you through to a colleague now, please hold."
+
+        @function_tool
+        async def end_call(ctx: RunContext[Any]) -> str:
+            """End the call politely when the caller says goodbye or has nothing more."""
+            self._after_reply(ctx, actions.hang_up)
+            return f"Thank you for calling {profile.name}. Goodbye!"
+
+        @function_tool
+        async def send_dtmf(digits: str) -> str:
+            """Press keys on the phone keypad (to get through a phone menu).
+
+            Args:
+                digits: the keys to press: 0-9, * and #.
+            """
+            if not _DTMF.match(digits.strip()):
+                raise llm.ToolError(f"{digits!r} are not keypad keys (0-9, * or #).")
+            return await self._guard("send_dtmf", lambda: _pressed(actions, digits.strip()))
+
+        return [get_opening_hours, find_free_slots, book_appointment, cancel_appointment,
+                move_appointment, transfer_to_person, end_call, send_dtmf]
+
+
+async def _now(text: str) -> str:  # the desk's synchronous answers, as awaitables
+    return text
+
+
+async def _pressed(actions: CallActions, digits: str) -> str:
+    await actions.send_dtmf(digits)
+    return f"Pressed {' '.join(digits)}."
