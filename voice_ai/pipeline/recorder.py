@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from livekit import rtc
 
+from voice_ai.audio import AnyRateResampler, pcm_of
+
 __all__ = ["ConversationRecorder"]
 
 _RATE = 16_000
@@ -21,7 +23,7 @@ class ConversationRecorder:
         self._t0: float | None = None
         self._caller = bytearray()
         self._agent = bytearray()
-        self._resamplers: dict[int, rtc.AudioResampler] = {}
+        self._resampler = AnyRateResampler(sample_rate)
 
     def start(self, *, at: float) -> None:
         if self._t0 is None:
@@ -42,14 +44,7 @@ class ConversationRecorder:
         self._write(self._caller, self._offset(at), pcm16)
 
     def add_agent(self, frame: rtc.AudioFrame, *, at: float) -> None:
-        if frame.sample_rate != self.sample_rate:
-            rs = self._resamplers.get(frame.sample_rate)
-            if rs is None:
-                rs = rtc.AudioResampler(frame.sample_rate, self.sample_rate, num_channels=1)
-                self._resamplers[frame.sample_rate] = rs
-            data = b"".join(f.data.tobytes() for f in rs.push(frame))
-        else:
-            data = frame.data.tobytes()
+        data = pcm_of(self._resampler.push(frame))
         # the resampler lags a little; never write backwards over audio already placed
         self._write(self._agent, max(self._offset(at), 0), data)
 
