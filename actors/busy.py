@@ -6,9 +6,9 @@ from livekit import rtc
 
 from actors.pool_client import PoolClient
 from actors.pool_layout import LOCAL_PROVIDER, pool_layout
+from voice_ai.audio import slice_frames
 from voice_ai.config import Settings
 from voice_ai.telephony.livekit_transport import play_busy_and_hangup
-from voice_ai.telephony.room_audio import frames_from_pcm
 
 
 async def play_busy(settings: Settings, room: str) -> None:
@@ -17,5 +17,5 @@ async def play_busy(settings: Settings, room: str) -> None:
     voice = await PoolClient.connect("tts", piper.provider, piper.size,
                                      settings.ray_namespace)
     pcm = b"".join([chunk async for chunk in voice.synthesize(settings.busy_message)])
-    frames: list[rtc.AudioFrame] = frames_from_pcm(pcm, voice.sample_rate)
+    frames: list[rtc.AudioFrame] = slice_frames(pcm, voice.sample_rate, frame_ms=20)
     await play_busy_and_hangup(settings, room, frames=frames)

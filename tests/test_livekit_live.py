@@ -17,12 +17,16 @@ from datetime import timedelta
 
 import pytest
 from livekit import api, rtc
+from livekit.agents import AgentSession
 
 from voice_ai.config import Settings
 from voice_ai.records import EndReason
 from voice_ai.telephony.credentials import open_livekit_api
-from voice_ai.telephony.livekit_transport import LiveKitTransport
-from voice_ai.telephony.room_audio import busy_tone_frames, say
+from voice_ai.telephony.livekit_transport import (
+    LiveKitTransport,
+    busy_tone_frames,
+    play_busy_and_hangup,
+)
 
 _NEEDED = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 _MISSING = [name for name in _NEEDED if not os.environ.get(name)]
@@ -89,29 +93,46 @@ async def _agent_track_frames(caller: rtc.Room, count: int) -> int:
     return loud
 
 
-async def test_agent_hears_the_caller_speaks_and_hangs_up() -> None:
+async def test_agent_hears_the_caller_speaks_presses_keys_and_hangs_up() -> None:
     settings = _settings()
     room_name = f"call-live-{secrets.token_hex(4)}"
     caller, caller_source = await _join_as_caller(settings, room_name)
     transport = LiveKitTransport(settings, room_name, caller_identity="caller-live",
                                  caller_timeout_s=10)
+    session: AgentSession[None] = AgentSession()
     try:
         await transport.connect()
         assert transport.caller_identity == "caller-live"
+        await transport.attach(session)  # RoomIO: caller's track in, agent's track out
+        await asyncio.wait_for(transport.room_io.wait_for_ready(), 10)
 
         async def caller_speaks() -> None:
             for frame in busy_tone_frames(48_000, duration_s=2.0, cadence_s=10.0):
                 await caller_source.capture_frame(frame)
 
         speaking = asyncio.create_task(caller_speaks())
-        heard = [await asyncio.wait_for(anext(transport.audio_input), 10) for _ in range(20)]
+        audio_in = session.input.audio
+        assert audio_in is not None
+        heard = [await asyncio.wait_for(anext(audio_in), 10) for _ in range(20)]
         assert all(f.sample_rate == 24_000 for f in heard)
         assert any(max(abs(s) for s in f.data) > 500 for f in heard)
         await speaking
 
         listening = asyncio.create_task(_agent_track_frames(caller, count=10))
-        await say(transport.audio_output, busy_tone_frames(24_000, duration_s=1.0, cadence_s=10))
+        for frame in busy_tone_frames(24_000, duration_s=1.0, cadence_s=10):
+            await transport.audio_output.capture_frame(frame)
+        transport.audio_output.flush()
+        await asyncio.wait_for(transport.audio_output.wait_for_playout(), 10)
         assert await asyncio.wait_for(listening, 10) >= 10
+
+        keys: list[str] = []
+        caller.on("sip_dtmf_received", lambda ev: keys.append(ev.digit))
+        await transport.send_dtmf("1#")
+        for _ in range(50):
+            if len(keys) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert keys == ["1", "#"]
 
         caller_gone = asyncio.Event()
         caller.on("disconnected", lambda *_: caller_gone.set())
@@ -120,6 +141,22 @@ async def test_agent_hears_the_caller_speaks_and_hangs_up() -> None:
         assert await transport.wait_ended() is EndReason.AGENT_HANGUP
     finally:
         await transport.aclose()
+        await caller.disconnect()
+
+
+async def test_busy_path_plays_the_tone_then_removes_the_caller() -> None:
+    settings = _settings()
+    room_name = f"call-live-{secrets.token_hex(4)}"
+    caller, _ = await _join_as_caller(settings, room_name)
+    try:
+        listening = asyncio.create_task(_agent_track_frames(caller, count=10))
+        caller_gone = asyncio.Event()
+        caller.on("disconnected", lambda *_: caller_gone.set())
+        reason = await play_busy_and_hangup(settings, room_name, caller_identity="caller-live")
+        assert reason is EndReason.REJECTED_BUSY
+        assert await asyncio.wait_for(listening, 10) >= 10
+        await asyncio.wait_for(caller_gone.wait(), 10)
+    finally:
         await caller.disconnect()
 
 

@@ -17,11 +17,13 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -95,7 +97,11 @@ class FakeLiveKitServer:
                 sip.UpdateSIPDispatchRuleRequest, self._update_rule),
             ("SIP", "CreateSIPParticipant"): (
                 sip.CreateSIPParticipantRequest, self._create_sip_participant),
+            ("SIP", "TransferSIPParticipant"): (
+                sip.TransferSIPParticipantRequest, self._transfer_sip_participant),
         }
+        # what the next TransferSIPParticipant reports (FAILED: the target did not answer)
+        self.transfer_status = sip.SIPTransferStatus.STS_TRANSFER_SUCCESSFUL
 
     # --- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> FakeLiveKitServer:
@@ -319,12 +325,37 @@ class FakeLiveKitServer:
             room_name=req.room_name, sip_call_id=self._id("SCL_"))
 
 
+    async def _transfer_sip_participant(
+        self, req: sip.TransferSIPParticipantRequest, claims: Any
+    ) -> Message:
+        video = claims.video
+        self._need(video and video.room_admin and video.room == req.room_name,
+                   f"roomAdmin on {req.room_name}")
+        self._need(claims.sip and claims.sip.call, "sip call")
+        people = self.state.participants.get(req.room_name, {})
+        person = people.get(req.participant_identity)
+        if person is None:
+            raise TwirpFailure(404, "not_found", "participant not found")
+        if person.kind != models.ParticipantInfo.Kind.SIP:
+            raise TwirpFailure(400, "invalid_argument", "participant is not a SIP participant")
+        if not req.transfer_to.startswith(("tel:", "sip:")):
+            raise TwirpFailure(400, "invalid_argument", "transfer_to must be a tel: or sip: URI")
+        if self.transfer_status == sip.SIPTransferStatus.STS_TRANSFER_SUCCESSFUL:
+            del people[req.participant_identity]  # the caller's leg now goes to the target
+        return sip.TransferSIPParticipantResponse(
+            transfer_id=self._id("TR_"), status=self.transfer_status)
+
+
 # --- webhooks as LiveKit sends them --------------------------------------------------------
 def webhook_json(event: str, room_name: str = "", identity: str = "", *, sip_caller: bool = True,
-                 phone: str = "", event_id: str = "EV_test") -> str:
-    """A webhook body in LiveKit's protojson form."""
+                 phone: str = "", event_id: str | None = None,
+                 created_at: float | None = None) -> str:
+    """A webhook body in LiveKit's protojson form: a fresh event id and ``createdAt`` now
+    unless given (the receiver de-duplicates by event id)."""
     kind = models.ParticipantInfo.Kind.SIP if sip_caller else models.ParticipantInfo.Kind.STANDARD
-    message = api.WebhookEvent(event=event, id=event_id, created_at=int(time.time()))
+    message = api.WebhookEvent(
+        event=event, id=event_id if event_id is not None else f"EV_{secrets.token_hex(6)}",
+        created_at=int(time.time() if created_at is None else created_at))
     if room_name:
         message.room.CopyFrom(models.Room(sid="RM_hook", name=room_name))
     if identity:
@@ -335,7 +366,10 @@ def webhook_json(event: str, room_name: str = "", identity: str = "", *, sip_cal
 
 
 def sign_webhook(body: str, api_key: str = "devkey",
-                 api_secret: str = "secret-for-tests-only-0123456789") -> str:
-    """The ``Authorization`` header value LiveKit sends with ``body``."""
+                 api_secret: str = "secret-for-tests-only-0123456789", *,
+                 ttl_s: float = 300.0) -> str:
+    """The ``Authorization`` header value LiveKit sends with ``body`` (valid for 5 minutes, as
+    LiveKit signs them; a negative ``ttl_s`` makes an expired one)."""
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-    return api.AccessToken(api_key, api_secret).with_sha256(digest).to_jwt()
+    return (api.AccessToken(api_key, api_secret).with_sha256(digest)
+            .with_ttl(timedelta(seconds=ttl_s)).to_jwt())

@@ -11,23 +11,35 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from livekit import rtc
 from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
 
+from voice_ai.audio import pcm_of, resample_pcm, slice_frames
 from voice_ai.pipeline.recorder import ConversationRecorder
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
-from voice_ai.providers.engines import SpeechSynthesizer
 from voice_ai.records import CallDirection, EndReason
 
-__all__ = ["CALLER_SAMPLE_RATE", "SimulatedCaller"]
+__all__ = ["CALLER_SAMPLE_RATE", "CallerVoice", "SimulatedCaller"]
 
 CALLER_SAMPLE_RATE = 16_000
 FRAME_S = 0.02
 _SAMPLES_PER_FRAME = int(CALLER_SAMPLE_RATE * FRAME_S)
 _POLL_S = 0.01
+
+
+class CallerVoice(Protocol):
+    """What the simulated caller speaks with (Piper, whatever the agent's own TTS is)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Mono 16-bit PCM at ``sample_rate``, in chunks."""
+        ...
 
 
 class _CallerAudioInput(AudioInput):
@@ -151,7 +163,7 @@ class SimulatedCaller(CallTransport):
     def __init__(
         self,
         scenario: Scenario,
-        voice: SpeechSynthesizer,
+        voice: CallerVoice,
         *,
         recorder: ConversationRecorder | None = None,
         clock: Callable[[], float] = time.time,
@@ -169,7 +181,10 @@ class SimulatedCaller(CallTransport):
         self._lines: list[list[bytes]] = []
         self._marks: list[tuple[float, str]] = []
         self._script: asyncio.Task[EndReason] | None = None
+        self._transferred = asyncio.Event()  # the agent handed the caller over
         self.unanswered: list[int] = []
+        self.transfers: list[str] = []  # E.164 numbers the agent transferred the caller to
+        self.dtmf_sent: list[str] = []  # DTMF digit strings the agent pressed, in order
 
     @property
     def audio_input(self) -> AudioInput:
@@ -191,14 +206,9 @@ class SimulatedCaller(CallTransport):
 
     async def _speech_frames(self, text: str) -> list[bytes]:
         pcm = b"".join([chunk async for chunk in self._voice.synthesize(text)])
-        rate = self._voice.sample_rate
-        resampler = rtc.AudioResampler(rate, CALLER_SAMPLE_RATE, num_channels=1)
-        frames = resampler.push(rtc.AudioFrame(pcm, rate, 1, len(pcm) // 2))
-        frames += resampler.flush()
-        data = b"".join(f.data.tobytes() for f in frames)
-        step = _SAMPLES_PER_FRAME * 2
-        data += bytes(-len(data) % step)
-        return [data[i : i + step] for i in range(0, len(data), step)]
+        pcm = resample_pcm(pcm, self._voice.sample_rate, CALLER_SAMPLE_RATE)
+        frame_ms = round(FRAME_S * 1000)
+        return [pcm_of([f]) for f in slice_frames(pcm, CALLER_SAMPLE_RATE, frame_ms=frame_ms)]
 
     async def _wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         deadline = self._clock() + timeout_s
@@ -237,14 +247,30 @@ class SimulatedCaller(CallTransport):
         await asyncio.sleep(0.3)
         return EndReason.CALLER_HANGUP
 
-    async def wait_ended(self) -> EndReason:
+    async def _wait_ended(self) -> EndReason:
         assert self._script is not None, "connect() first"
-        return await self._script
+        transferred = asyncio.ensure_future(self._transferred.wait())
+        try:
+            await asyncio.wait({self._script, transferred}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            transferred.cancel()
+        if self._transferred.is_set():
+            return EndReason.TRANSFERRED
+        return self._script.result()
 
     async def hangup(self) -> None:
         if self._script is not None and not self._script.done():
             self._script.cancel()
         self._input.close()
+
+    # --- actions: recorded, so tests and the agent eval can see what the agent did -------------
+    async def _transfer(self, to_e164: str) -> None:
+        """The simulated caller is handed over: recorded, and the call ends as transferred."""
+        self.transfers.append(to_e164)
+        self._transferred.set()
+
+    async def _send_dtmf(self, digits: str) -> None:
+        self.dtmf_sent.append(digits)
 
     def speech_marks(self) -> list[CallerSpeechMark]:
         marks = []

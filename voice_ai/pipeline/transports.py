@@ -1,14 +1,14 @@
-"""Build the transport a call spec asks for."""
+"""Build the transport a call spec asks for, watched by the zombie-call watchdog."""
 
 from __future__ import annotations
 
 from voice_ai.config import Settings
 from voice_ai.pipeline.recorder import ConversationRecorder
 from voice_ai.pipeline.scenario import load_scenario
-from voice_ai.pipeline.simulated import SimulatedCaller
+from voice_ai.pipeline.simulated import CallerVoice, SimulatedCaller
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
-from voice_ai.providers.engines import SpeechSynthesizer
+from voice_ai.pipeline.watchdog import CallWatchdog, WatchdogLimits
 from voice_ai.records import CallDirection
 
 __all__ = ["SIMULATED_ROOM_SCHEME", "build_transport", "is_simulated_room"]
@@ -24,10 +24,19 @@ def is_simulated_room(settings: Settings) -> bool:
 
 
 def build_transport(
-    spec: CallSpec, settings: Settings, *, caller_voice: SpeechSynthesizer
+    spec: CallSpec, settings: Settings, *, caller_voice: CallerVoice
 ) -> CallTransport:
     """A simulated caller speaks with ``caller_voice`` (Piper, whatever the agent's TTS is, so
-    that STT hears real speech); a room spec joins LiveKit."""
+    that STT hears real speech); a room spec joins LiveKit. Every transport gets a watchdog
+    (CALL_SILENCE_TIMEOUT_S, MAX_CALL_DURATION_S)."""
+    transport = _transport_for(spec, settings, caller_voice)
+    transport.watchdog = CallWatchdog(WatchdogLimits.from_settings(settings))
+    return transport
+
+
+def _transport_for(
+    spec: CallSpec, settings: Settings, caller_voice: CallerVoice
+) -> CallTransport:
     if spec.scenario is not None:
         recorder = ConversationRecorder() if spec.record_audio else None
         return SimulatedCaller(spec.scenario, caller_voice, recorder=recorder)
