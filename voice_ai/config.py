@@ -8,6 +8,7 @@ turns pydantic's errors into one line that names the variable and what it accept
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +107,14 @@ class Settings(BaseSettings):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     greeting: str = "Hello, Bright Dental, this is Joe. How can I help you?"
     busy_message: str = "Sorry, all our lines are busy right now. Please call again later."
+
+    # --- the receptionist (docs/agent.md) ---------------------------------------------------
+    agent_profile_path: Path = Path("agent.yaml")
+    """The business profile (hours, services, prices, booking rules, transfer number); checked
+    at start, one line per problem."""
+    agent_today: date | None = None
+    """Fix the receptionist's "today" (YYYY-MM-DD) for evals and demos; unset, the real date in
+    the profile's time zone."""
 
     # --- pools and placement --------------------------------------------------------------
     stt_pool_size: int = Field(1, ge=1, le=64)
