@@ -33,6 +33,18 @@ def _settings_or_exit() -> Settings:
         raise fail(str(e), code=2) from None
 
 
+def _profile_or_exit(settings: Settings) -> None:
+    """The business profile is checked before Ray starts: one ``error:`` line per problem."""
+    from voice_ai.agent.profile import ProfileError, load_profile
+
+    try:
+        load_profile(settings.agent_profile_path)
+    except ProfileError as e:
+        for problem in e.problems[:-1]:
+            typer.echo(f"error: {problem}", err=True)
+        raise fail(e.problems[-1], code=2) from None
+
+
 def _scenarios_or_exit(path: Path | None) -> list[Scenario]:
     try:
         if path is not None:
@@ -68,6 +80,7 @@ def run(
 ) -> None:
     """Start local Ray, the pools and the Serve app; run simulated calls; keep serving."""
     settings = _settings_or_exit()
+    _profile_or_exit(settings)
     scenarios = _scenarios_or_exit(scenario)
     if port_in_use(settings.http_host, settings.http_port):
         raise fail(f"HTTP_PORT={settings.http_port} is already in use; stop what holds it or "
