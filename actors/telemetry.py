@@ -98,6 +98,10 @@ class TelemetryHub:
     def error(self, component: str) -> None:
         self._metrics.error(component)
 
+    def webhook_rejected(self, reason: str) -> None:
+        """A Serve replica refused a LiveKit webhook (voice_ai_webhooks_rejected_total)."""
+        self._metrics.webhook_rejected(reason)
+
     def ingest_logs(self, batch: list[Mapping[str, object]]) -> int:
         return self._sink.ingest(batch)
 

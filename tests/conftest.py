@@ -64,6 +64,9 @@ def system_settings(tmp_path_factory: pytest.TempPathFactory):
         livekit_api_key="devkey",
         livekit_api_secret="secret-for-tests-only-0123456789",
         calls_api_token="calls-token-for-tests-only",
+        outbound_allowed_prefixes="+1555",  # the tests' fictional numbers
+        # the internal face (/metrics, /health/detailed): http://127.0.0.1:<internal_http_port>
+        internal_http_port=free_port(),
     )
 
 

@@ -82,3 +82,19 @@ async def test_unreachable_livekit_is_a_dial_error() -> None:
             await dial_out(lk, telephony_settings(), "+15550100067", TRUNK)
     finally:
         await lk.aclose()
+
+
+@pytest.mark.parametrize("prefixes", ["", "+44"])
+async def test_a_destination_outside_the_allowed_prefixes_is_never_dialled(prefixes: str) -> None:
+    from voice_ai.telephony.outbound import DestinationNotAllowed
+
+    async with FakeLiveKitServer() as server:
+        lk = api.LiveKitAPI(server.url, API_KEY, API_SECRET, failover=False)
+        try:
+            with pytest.raises(DestinationNotAllowed, match="OUTBOUND_ALLOWED_PREFIXES") as e:
+                await dial_out(lk, telephony_settings(
+                    server.url, outbound_allowed_prefixes=prefixes), "+15550100067", TRUNK)
+        finally:
+            await lk.aclose()
+    assert "5550100067" not in str(e.value)
+    assert server.requests == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from voice_ai.records import CallDirection, CallRecord, EndReason, TurnTimings
+from voice_ai.telephony.rejections import RejectReason
 
 __all__ = ["BREAKER_STATE_VALUES", "LATENCY_BUCKETS_S", "METRIC_NAMES", "VoiceMetrics"]
 
@@ -37,6 +38,11 @@ METRIC_NAMES = {
     "process_cpu": "voice_ai_process_cpu_percent",
     "process_memory": "voice_ai_process_memory_bytes",
     "component_healthy": "voice_ai_component_healthy",
+    "last_poll": "voice_ai_telemetry_last_poll_timestamp_seconds",
+    "spooled_records": "voice_ai_spooled_records",
+    "records_spooled": "voice_ai_records_spooled_total",
+    "records_replayed": "voice_ai_records_replayed_total",
+    "webhooks_rejected": "voice_ai_webhooks_rejected_total",
 }
 
 
@@ -112,6 +118,24 @@ class VoiceMetrics:
             n["component_healthy"], "1 when a component's health check passes, 0 when it fails",
             ["component"], registry=r,
         )
+        self.last_poll = Gauge(
+            n["last_poll"], "Unix time of the telemetry hub's last completed poll", registry=r
+        )
+        self.spooled_records = Gauge(
+            n["spooled_records"], "Call records waiting in a node's spool for the store",
+            ["node"], registry=r,
+        )
+        self.records_spooled = Counter(
+            strip(n["records_spooled"]), "Call records the store did not take, spooled",
+            ["problem"], registry=r,
+        )
+        self.records_replayed = Counter(
+            strip(n["records_replayed"]), "Spooled call records stored later", registry=r
+        )
+        self.webhooks_rejected = Counter(
+            strip(n["webhooks_rejected"]), "LiveKit webhooks refused, by reason", ["reason"],
+            registry=r,
+        )
         self._start_counters_at_zero()
 
     def _start_counters_at_zero(self) -> None:
@@ -127,6 +151,10 @@ class VoiceMetrics:
         self.errors.labels(component="call")
         for pool in ("warm", "cold"):
             self.call_setup.labels(pool=pool)
+        for problem in ("locked", "disk_full", "schema", "unavailable", "other"):
+            self.records_spooled.labels(problem=problem)
+        for rejected in RejectReason:
+            self.webhooks_rejected.labels(reason=rejected.value)
 
     def start_providers_at_zero(self, providers: dict[str, list[str]]) -> None:
         """The same for the per-stage histograms of the providers this cluster runs
@@ -174,6 +202,10 @@ class VoiceMetrics:
     def error(self, component: str) -> None:
         self.errors.labels(component=component).inc()
 
+    def webhook_rejected(self, reason: str) -> None:
+        """A refused LiveKit webhook (``RejectReason``); fires ``VoiceAIWebhooksRejected``."""
+        self.webhooks_rejected.labels(reason=reason).inc()
+
     def set_breaker(self, provider: str, state: str, *, transitioned: bool) -> None:
         self.breaker_state.labels(provider=provider).set(BREAKER_STATE_VALUES[state])
         if transitioned:
@@ -190,6 +222,22 @@ class VoiceMetrics:
     def set_component_health(self, component: str, *, healthy: bool) -> None:
         """A ``/health/detailed`` component check; 0 fires ``VoiceAIComponentUnhealthy``."""
         self.component_healthy.labels(component=component).set(1 if healthy else 0)
+
+    def set_active_calls(self, count: int) -> None:
+        """The hub's reconciled count of live calls (a set of call ids, never negative)."""
+        self.active_calls.set(max(0, count))
+
+    def polled(self, at: float) -> None:
+        self.last_poll.set(at)
+
+    def set_spooled(self, node: str, pending: int) -> None:
+        self.spooled_records.labels(node=node).set(pending)
+
+    def records_spooled_inc(self, problem: str, count: int = 1) -> None:
+        self.records_spooled.labels(problem=problem).inc(count)
+
+    def records_replayed_inc(self, count: int) -> None:
+        self.records_replayed.inc(count)
 
     def render(self) -> bytes:
         """Prometheus text exposition of everything recorded so far."""

@@ -9,7 +9,10 @@ Rules every implementation keeps:
   the implementation then plays the busy message (``play_busy_and_hangup``) and records the
   call with ``EndReason.REJECTED_BUSY``; nothing waits on that from the HTTP request;
 - ``cancel`` frees an admitted room whose call never connected (an outbound dial that failed)
-  and records it with the given reason.
+  and records it with the given reason;
+- no method waits for ever: when no dispatcher answers within the implementation's deadline
+  (say, during a dispatcher restart) it raises ``DispatcherUnavailable``, which the HTTP side
+  answers with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import Protocol, runtime_checkable
 
 from voice_ai.records import EndReason
 
-__all__ = ["Admission", "AdmissionStatus", "CallDispatcherPort"]
+__all__ = ["Admission", "AdmissionStatus", "CallDispatcherPort", "DispatcherUnavailable"]
+
+
+class DispatcherUnavailable(Exception):
+    """No dispatcher answered within the deadline; nothing was admitted. Safe to retry."""
+
+    def __init__(self, message: str = "the call dispatcher is not answering",
+                 *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class AdmissionStatus(StrEnum):

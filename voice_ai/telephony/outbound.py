@@ -1,4 +1,8 @@
-"""Outbound calls: create the room, then have LiveKit SIP dial the number into it."""
+"""Outbound calls: check the destination, create the room, have LiveKit SIP dial into it.
+
+Only numbers under ``OUTBOUND_ALLOWED_PREFIXES`` are dialled; with none configured every
+outbound call is refused, so a leaked calls-API token cannot run up premium-rate calls.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,14 @@ from livekit.protocol.sip import CreateSIPParticipantRequest
 from voice_ai.config import Settings
 from voice_ai.telephony.phone import mask_phone, parse_e164, redact_numbers
 
-__all__ = ["DialError", "OutboundCall", "dial_out", "new_room_name"]
+__all__ = [
+    "DestinationNotAllowed",
+    "DialError",
+    "OutboundCall",
+    "check_destination",
+    "dial_out",
+    "new_room_name",
+]
 
 # An empty room closes this many seconds after creation if the callee never answers.
 _EMPTY_ROOM_TIMEOUT_S = 120
@@ -26,6 +37,24 @@ class DialError(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DestinationNotAllowed(Exception):
+    """The number is not under ``OUTBOUND_ALLOWED_PREFIXES`` (or none is configured). The
+    message holds the masked number only."""
+
+
+def check_destination(number: str, allowed_prefixes: tuple[str, ...]) -> None:
+    """Raise ``DestinationNotAllowed`` unless ``number`` (canonical E.164) starts with one of
+    ``allowed_prefixes``."""
+    if not allowed_prefixes:
+        raise DestinationNotAllowed(
+            "outbound calls are disabled: set OUTBOUND_ALLOWED_PREFIXES (e.g. +49,+4420) to the "
+            "E.164 prefixes this system may dial")
+    if not number.startswith(allowed_prefixes):
+        raise DestinationNotAllowed(
+            f"{mask_phone(number)} is not under OUTBOUND_ALLOWED_PREFIXES "
+            f"({','.join(allowed_prefixes)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +81,12 @@ async def dial_out(
     """``CreateRoom`` then ``CreateSIPParticipant`` on ``trunk_id`` (an outbound trunk).
 
     Returns once LiveKit accepted the dial (the phone is ringing); the agent waits in the room
-    for the callee. Raises ``InvalidPhoneNumber`` for a bad ``to`` and ``DialError`` when
-    LiveKit refuses or cannot be reached.
+    for the callee. Raises ``InvalidPhoneNumber`` for a bad ``to``, ``DestinationNotAllowed``
+    outside ``OUTBOUND_ALLOWED_PREFIXES`` and ``DialError`` when LiveKit refuses or cannot be
+    reached.
     """
     number = parse_e164(to)
+    check_destination(number, settings.outbound_prefixes)
     if not trunk_id.strip():
         raise ValueError("trunk_id must not be empty")
     room_name = room or new_room_name()

@@ -1,12 +1,18 @@
-"""LiveKit webhooks: verify the signature, then turn the event into one of ours.
+"""LiveKit webhooks: verify the signature and freshness, then turn the event into one of ours.
 
-    WebhookError
-    ├── WebhookAuthError      missing/invalid token or body hash mismatch   -> HTTP 401
-    └── WebhookPayloadError   signed correctly but not a usable event       -> HTTP 400
+    WebhookError                 .reason is the label of voice_ai_webhooks_rejected_total
+    ├── WebhookAuthError      missing/invalid/expired token, body hash mismatch,
+    │                         createdAt outside the tolerance                       -> HTTP 401
+    └── WebhookPayloadError   signed correctly but not a usable event               -> HTTP 400
 
 Verification is livekit-api's ``WebhookReceiver``: the ``Authorization`` header carries a JWT
-signed with our API secret whose ``sha256`` claim is the hash of the body. Only a verified body
-is parsed. The events we act on:
+signed with our API secret whose ``sha256`` claim is the hash of the body (LiveKit signs each
+webhook for 5 minutes). Only a verified body is parsed. Then its ``createdAt`` must lie within
+``WEBHOOK_TOLERANCE_S`` in the past and ``FUTURE_SKEW_S`` in the future. A verified event
+carries ``valid_until``: after that moment a replay of it is refused by these checks alone, so
+a replay guard (``voice_ai.telephony.replay``) need remember its id only until then.
+
+The events we act on:
 
 - ``participant_joined`` by a SIP participant -> ``SipCallArrived`` (admit the call)
 - ``participant_left`` -> ``ParticipantLeft`` (the call actor sees this itself; informational)
@@ -17,39 +23,61 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jwt
 from google.protobuf import json_format
 from livekit import api
 from livekit.protocol import models
 
 from voice_ai.config import Settings
 from voice_ai.telephony.credentials import livekit_credentials
-from voice_ai.telephony.phone import mask_phone
+from voice_ai.telephony.phone import mask_phone, redact_numbers
+from voice_ai.telephony.rejections import RejectReason, WebhookRejections
 
 __all__ = [
+    "FUTURE_SKEW_S",
     "Ignored",
     "ParticipantLeft",
+    "RejectReason",
     "SipCallArrived",
     "WebhookAuthError",
     "WebhookError",
     "WebhookEvent",
     "WebhookPayloadError",
+    "WebhookRejections",
     "verify_and_parse",
 ]
 
 # Attribute LiveKit SIP sets on the caller's participant (the remote party's number).
 SIP_PHONE_ATTRIBUTE = "sip.phoneNumber"
+# Clock skew allowed between LiveKit and us, both for the token (livekit-api's verifier) and
+# for a createdAt in the future.
+FUTURE_SKEW_S = 60.0
+# A LiveKit webhook token is a few hundred bytes; anything much longer is not one.
+_MAX_TOKEN_CHARS = 4096
 
 
 class WebhookError(Exception):
-    """A webhook we refuse. The message is safe to return to the sender."""
+    """A webhook we refuse. The message is safe to return to the sender (it never holds the
+    token or anything from the body)."""
+
+    reason: RejectReason = RejectReason.PAYLOAD
+
+    def __init__(self, message: str, reason: RejectReason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class WebhookAuthError(WebhookError):
-    """Missing or invalid signature: nothing in the body is trusted."""
+    """Missing, invalid, expired or stale signature: nothing in the body is trusted."""
+
+    reason = RejectReason.SIGNATURE
 
 
 class WebhookPayloadError(WebhookError):
     """Correctly signed, but not JSON or not a LiveKit webhook event."""
+
+    reason = RejectReason.PAYLOAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +85,9 @@ class SipCallArrived:
     room: str
     participant_identity: str
     caller_masked: str
-    event_id: str = ""
+    event_id: str
+    valid_until: float = 0.0
+    """Epoch seconds after which a replay of this event fails verification by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +111,44 @@ def _bearer(auth_header: str | None) -> str:
         token = token[len("bearer ") :].strip()
     if not token:
         raise WebhookAuthError("missing Authorization header")
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise WebhookAuthError("invalid webhook signature")
     return token
 
 
-def _receive(body: str, token: str, settings: Settings) -> api.WebhookEvent:
+def _receive(body: str, token: str, settings: Settings) -> tuple[api.WebhookEvent, float]:
+    """The verified event and the expiry (epoch seconds) of the token that signed it."""
     creds = livekit_credentials(settings)
-    receiver = api.WebhookReceiver(api.TokenVerifier(creds.api_key, creds.api_secret))
+    verifier = api.TokenVerifier(creds.api_key, creds.api_secret)
     try:
-        return receiver.receive(body, token)
+        event = api.WebhookReceiver(verifier).receive(body, token)
     except json_format.ParseError as e:
-        raise WebhookPayloadError(f"webhook body is not a LiveKit event: {e}") from None
+        detail = redact_numbers(str(e))[:200]  # the parser may quote the body
+        raise WebhookPayloadError(f"webhook body is not a LiveKit event: {detail}") from None
+    except RecursionError:  # signed, but nested deeper than the JSON parser goes
+        raise WebhookPayloadError("webhook body is not a LiveKit event: nested too deep") from None
+    except jwt.ExpiredSignatureError:
+        raise WebhookAuthError("webhook token expired", RejectReason.EXPIRED) from None
+    except jwt.ImmatureSignatureError:
+        raise WebhookAuthError("webhook token not valid yet", RejectReason.FUTURE) from None
     except Exception:  # jwt errors, "hash mismatch": all mean "not from LiveKit"
         raise WebhookAuthError("invalid webhook signature") from None
+    # verified just above; read back the expiry the verifier checked
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return event, float(claims["exp"])
 
 
-def _to_domain(event: api.WebhookEvent) -> WebhookEvent:
+def _check_fresh(created_at: int, now: float, tolerance_s: float) -> None:
+    if created_at <= 0:
+        raise WebhookPayloadError("webhook has no createdAt")
+    if created_at < now - tolerance_s:
+        raise WebhookAuthError(
+            f"webhook is older than WEBHOOK_TOLERANCE_S={tolerance_s:g}s", RejectReason.EXPIRED)
+    if created_at > now + FUTURE_SKEW_S:
+        raise WebhookAuthError("webhook is dated in the future", RejectReason.FUTURE)
+
+
+def _to_domain(event: api.WebhookEvent, valid_until: float) -> WebhookEvent:
     kind = event.event
     if not kind:
         raise WebhookPayloadError("webhook has no event type")
@@ -109,13 +162,26 @@ def _to_domain(event: api.WebhookEvent) -> WebhookEvent:
         return ParticipantLeft(room, who.identity, is_sip)
     if not is_sip:
         return Ignored(kind)
+    if not event.id:
+        raise WebhookPayloadError("participant_joined webhook has no event id")
     caller = mask_phone(who.attributes.get(SIP_PHONE_ATTRIBUTE, ""))
-    return SipCallArrived(room, who.identity, caller, event.id)
+    return SipCallArrived(room, who.identity, caller, event.id, valid_until)
 
 
-def verify_and_parse(body: str, auth_header: str | None, settings: Settings) -> WebhookEvent:
-    """Verify a webhook and return our event. Raises ``WebhookAuthError`` before reading the
-    body when the signature is wrong, ``WebhookPayloadError`` for signed nonsense, and
-    ``ConfigError`` when LiveKit credentials are not configured."""
+def verify_and_parse(
+    body: str, auth_header: str | None, settings: Settings, *, now: float
+) -> WebhookEvent:
+    """Verify a webhook and return our event.
+
+    Raises ``WebhookAuthError`` when the signature is wrong or stale (before the body is
+    parsed), or when ``createdAt`` is outside the tolerance; ``WebhookPayloadError`` for signed
+    nonsense; ``ConfigError`` when LiveKit credentials are not configured. ``now`` is the
+    current epoch time (injected, so tests need not sleep).
+    """
     token = _bearer(auth_header)
-    return _to_domain(_receive(body, token, settings))
+    event, expires_at = _receive(body, token, settings)
+    _check_fresh(event.created_at, now, settings.webhook_tolerance_s)
+    # A replay fails once its token expired (plus the verifier's leeway) or once it is older
+    # than the tolerance, whichever comes first.
+    valid_until = min(expires_at + FUTURE_SKEW_S, event.created_at + settings.webhook_tolerance_s)
+    return _to_domain(event, valid_until)

@@ -1,0 +1,57 @@
+"""``WebhookGuard``: the cluster's one replay guard for LiveKit webhooks (a Ray shell).
+
+Every Serve replica asks this one named actor, so a replayed webhook is caught whichever
+replica it reaches. The policy is ``voice_ai.telephony.replay.ReplayGuard``. If the actor
+restarts it forgets the ids it held; the signature's expiry and the createdAt tolerance still
+bound a replay to ``WEBHOOK_TOLERANCE_S``, and the dispatcher refuses a second agent for a
+room whose call is live (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+
+from actors.store_writer import HEAD_NODE_RESOURCE
+from voice_ai.config import Settings
+from voice_ai.telephony.replay import ReplayGuard
+
+__all__ = ["WEBHOOK_GUARD", "RayReplayGuard", "WebhookGuard", "ensure_webhook_guard"]
+
+WEBHOOK_GUARD = "webhook_guard"
+ASK_TIMEOUT_S = 2.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class WebhookGuard:
+    def __init__(self) -> None:
+        self._guard = ReplayGuard()
+
+    def first_sighting(self, event_id: str, valid_until: float) -> bool:
+        return self._guard.first_sighting(event_id, valid_until)
+
+
+def ensure_webhook_guard(settings: Settings) -> ActorHandle[Any]:
+    """The system's guard (created on the head node if missing)."""
+    return WebhookGuard.options(  # type: ignore[attr-defined,no-any-return]
+        name=WEBHOOK_GUARD, namespace=settings.ray_namespace, lifetime="detached",
+        get_if_exists=True, resources={HEAD_NODE_RESOURCE: 0.001},
+    ).remote()
+
+
+class RayReplayGuard:
+    """``ReplayGuardPort`` over the actor; raises ``TimeoutError`` when it does not answer."""
+
+    def __init__(self, guard: ActorHandle[Any], timeout_s: float = ASK_TIMEOUT_S) -> None:
+        self._guard = guard
+        self._timeout_s = timeout_s
+
+    async def first_sighting(self, event_id: str, valid_until: float) -> bool:
+        ref = self._guard.first_sighting.remote(event_id, valid_until)
+        try:
+            return bool(await asyncio.wait_for(ref, self._timeout_s))
+        except ray.exceptions.RayActorError as e:
+            raise TimeoutError(f"webhook guard unavailable: {type(e).__name__}") from None
