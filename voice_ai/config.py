@@ -132,6 +132,34 @@ class Settings(BaseSettings):
     call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
     call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
     pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
+    cloud_pool_actor_num_cpus: float = Field(0.1, ge=0.0, le=64.0)
+    """CPU a pool worker of a cloud provider (Deepgram, OpenAI, Cartesia) asks Ray for: it only
+    waits on the network. With the three cloud providers and their local fallbacks the six
+    pools then fit on 2 cores (3 x 0.5 + 3 x 0.1), where 6 x 0.5 never started."""
+    startup_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    """Start-up waits this long for every system actor to be placed and answer; then it fails
+    with one line naming the actor and the resource it waits for."""
+
+    # --- dispatcher and store resilience (docs/resilience.md) -------------------------------
+    call_actor_prepare_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    """Start and prepare one call actor; one that does not answer in time is stopped."""
+    call_begin_timeout_s: float = Field(15.0, gt=0.0, le=600.0)
+    """Hand a call to a prepared call actor."""
+    call_end_grace_s: float = Field(60.0, gt=0.0, le=3600.0)
+    """A call not ended MAX_CALL_DURATION_S + this after admission is stopped (timeout)."""
+    actor_reply_timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    """Any short question to an actor (status, info, reset, metrics, health)."""
+    busy_message_concurrency: int = Field(8, ge=1, le=1000)
+    """Busy messages played at once; further rejected callers queue (at most 256)."""
+    busy_message_timeout_s: float = Field(20.0, gt=0.0, le=600.0)
+    store_write_attempts: int = Field(4, ge=1, le=100)
+    """Tries to store a call record before it goes to the local spool."""
+    store_retry_budget_s: float = Field(30.0, gt=0.0, le=3600.0)
+    """Longest a call's end waits on the store before its record goes to the spool."""
+    spool_dir: Path | None = None
+    """Where records the store could not take wait (one file per node); default DATA_DIR/spool.
+    On another filesystem than DB_PATH it also survives a full database disk."""
+
 
     # --- calls ---------------------------------------------------------------------------
     max_call_duration_s: float = Field(600.0, gt=0.0)

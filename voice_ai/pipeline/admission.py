@@ -1,7 +1,8 @@
 """Cluster-wide admission: at most MAX_CONCURRENT_CALLS calls, one agent per room.
 
-A plain object owned by the single dispatcher actor. Its methods never await, so a burst of
-simultaneous arrivals is decided one at a time, with no over-admission.
+A plain object owned by the single dispatcher (``voice_ai.calls.dispatch.CallDispatch``). Its
+methods never await, so a burst of simultaneous arrivals is decided one at a time, with no
+over-admission. After a dispatcher restart ``adopt`` puts the calls still running back.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class AdmissionControl:
         self._active[key] = call_id
         self.accepted_total += 1
         return Decision.ACCEPTED, call_id
+
+    def adopt(self, key: str, call_id: str) -> None:
+        """A call admitted before a restart and still running: it holds its slot again (even
+        over the limit, if the limit was lowered meanwhile). Not counted as a new admission."""
+        self._active[key] = call_id
+
+    def holds(self, key: str) -> bool:
+        return key in self._active
 
     def release(self, key: str) -> None:
         self._active.pop(key, None)

@@ -20,12 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from voice_ai.store.errors import DatabaseCorruptError, DatabaseMissingError, StoreError
+from voice_ai.store.call_store import exclusive_store_lock
+from voice_ai.store.errors import (
+    DatabaseCorruptError,
+    DatabaseMissingError,
+    SchemaMismatchError,
+    StoreError,
+)
 from voice_ai.store.schema import (
     BUSY_TIMEOUT_MS,
     SCHEMA_VERSION,
     integrity_errors,
     open_readonly,
+    schema_problems,
     schema_version,
 )
 
@@ -79,6 +86,10 @@ def verify_database(path: Path) -> int:
             raise DatabaseCorruptError(
                 f"{path} is not a call store database (schema version {version})"
             )
+        problems = schema_problems(conn)
+        if problems:
+            raise SchemaMismatchError(
+                f"{path} does not have the call store's schema: {'; '.join(problems[:3])}")
         return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
     except sqlite3.DatabaseError as e:
         raise DatabaseCorruptError(f"{path} is not a call store database: {e}") from None
@@ -156,15 +167,26 @@ def restore_database(
 ) -> RestoreResult:
     """Replace the live database's contents with ``candidate`` after checking it.
 
-    Nothing is written unless ``candidate`` passes the integrity check and holds a call store.
-    The copy goes through the backup API into the live file, so a ``-wal`` file beside it is
-    reset too (a plain ``cp`` over a WAL database can be undone by its stale ``-wal``).
-    Stop the store writer first: its open connection would see the swap mid-call.
+    Nothing is written unless ``candidate`` passes the integrity check and has exactly the
+    call store's schema (tables, columns, indexes; a ``calls`` view is refused). The copy goes
+    through the backup API into the live file, so a ``-wal`` file beside it is reset too (a
+    plain ``cp`` over a WAL database can be undone by its stale ``-wal``). Refused with
+    ``WriterRunningError`` while a store writer has the database open; while it runs, no
+    writer can open it.
     """
     now = now or datetime.now()
     if not candidate.is_file():
         raise DatabaseMissingError(f"backup file not found: {candidate}")
     calls = verify_database(candidate)
+    lock = exclusive_store_lock(db_path)
+    try:
+        previous = _replace_live(candidate, db_path, backup_dir, now)
+    finally:
+        os.close(lock)
+    return RestoreResult(candidate, calls, previous)
+
+
+def _replace_live(candidate: Path, db_path: Path, backup_dir: Path, now: datetime) -> Path | None:
     previous: Path | None = None
     if db_path.is_file():
         backup_dir.mkdir(parents=True, exist_ok=True)
@@ -179,4 +201,4 @@ def restore_database(
     finally:
         dst.close()
         src.close()
-    return RestoreResult(candidate, calls, previous)
+    return previous

@@ -5,6 +5,8 @@
         ├── DatabaseMissingError     no database file where the settings point
         ├── DatabaseCorruptError     not a SQLite file, or PRAGMA integrity_check is not "ok"
         ├── SchemaVersionError       written by a newer program than this one
+        ├── SchemaMismatchError      tables or columns differ from what the migrations make
+        ├── WriterRunningError       restore refused: the store writer has the database open
         └── StoreUnavailableError    the writer actor did not acknowledge before the deadline
 """
 
@@ -15,9 +17,11 @@ from voice_ai.errors import VoiceAIError
 __all__ = [
     "DatabaseCorruptError",
     "DatabaseMissingError",
+    "SchemaMismatchError",
     "SchemaVersionError",
     "StoreError",
     "StoreUnavailableError",
+    "WriterRunningError",
 ]
 
 
@@ -39,3 +43,11 @@ class SchemaVersionError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """The store writer did not acknowledge a record before the client's deadline."""
+
+
+class SchemaMismatchError(StoreError):
+    """The database's tables or columns are not the call store's (e.g. ``calls`` is a view)."""
+
+
+class WriterRunningError(StoreError):
+    """A store writer has the live database open; stop the application before restoring."""

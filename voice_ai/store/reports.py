@@ -165,6 +165,7 @@ def summarize(
     kinds: Counter[str] = Counter()
     for kind, component, n in conn.execute(
         "SELECT kind, component, count(*) FROM events WHERE ts >= ? AND ts < ? "
+        f"AND kind != '{EventKind.CALL_ADMITTED}' "  # bookkeeping of live calls, not an event
         "GROUP BY kind, component", window,
     ):
         kinds[str(kind)] += int(n)

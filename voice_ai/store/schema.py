@@ -23,6 +23,7 @@ from pathlib import Path
 from voice_ai.store.errors import (
     DatabaseCorruptError,
     DatabaseMissingError,
+    SchemaMismatchError,
     SchemaVersionError,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "migrate",
     "open_readonly",
     "open_writer",
+    "schema_problems",
     "schema_version",
 ]
 
@@ -172,6 +174,10 @@ def open_writer(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
+        problems = schema_problems(conn)
+        if problems:
+            raise SchemaMismatchError(
+                f"{path} does not have the call store's schema: {'; '.join(problems[:3])}")
     except sqlite3.DatabaseError as e:
         conn.close()
         raise DatabaseCorruptError(f"cannot use database {path}: {e}") from None
@@ -221,3 +227,59 @@ def integrity_errors(path: Path) -> list[str]:
     finally:
         conn.close()
     return [] if rows == ["ok"] else rows
+
+
+# (type, name) -> columns as (name, declared type, not null, primary key position); None for
+# objects without columns (indexes). Built from the migrations themselves, so never stale.
+_Shape = dict[tuple[str, str], tuple[tuple[str, str, int, int], ...] | None]
+_EXPECTED: dict[int, _Shape] = {}
+
+
+def _shape(conn: sqlite3.Connection) -> _Shape:
+    shape: _Shape = {}
+    rows = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+    for kind, name in rows:
+        columns = None
+        if kind in ("table", "view"):
+            columns = tuple((str(r[1]), str(r[2]).upper(), int(r[3]), int(r[5]))
+                            for r in conn.execute(f'PRAGMA table_info("{name}")'))
+        shape[(str(kind), str(name))] = columns
+    return shape
+
+
+def _expected(version: int) -> _Shape:
+    if version not in _EXPECTED:
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for script in MIGRATIONS[:version]:
+                for statement in _statements(script):
+                    mem.execute(statement)
+            _EXPECTED[version] = _shape(mem)
+        finally:
+            mem.close()
+    return _EXPECTED[version]
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """How the database's tables, columns and indexes differ from what the migrations up to
+    its ``user_version`` create (empty: as expected). Extra objects are allowed; a missing
+    one, a view where a table belongs, or a changed column is a problem."""
+    version = schema_version(conn)
+    if not 1 <= version <= SCHEMA_VERSION:
+        return [f"schema version {version} (expected 1..{SCHEMA_VERSION})"]
+    found = _shape(conn)
+    found_kinds = {name: kind for kind, name in found}
+    problems = []
+    for (kind, name), columns in _expected(version).items():
+        if (kind, name) not in found:
+            other = found_kinds.get(name)
+            problems.append(f"{name} is a {other}, expected a {kind}" if other
+                            else f"{kind} {name} is missing")
+        elif columns is not None:
+            have = {c[0]: c for c in found[(kind, name)] or ()}
+            changed = [c[0] for c in columns if have.get(c[0]) != c]
+            if changed:  # missing or redefined; extra columns are harmless
+                problems.append(f"{kind} {name} has missing or changed columns: "
+                                f"{', '.join(changed)}")
+    return problems

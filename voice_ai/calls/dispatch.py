@@ -1,0 +1,499 @@
+"""``CallDispatch``: admits calls cluster-wide and supervises each one on a warm call actor.
+
+The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) owns:
+
+- **admission** (``AdmissionControl``): no await inside a decision, so a burst cannot
+  over-admit; over the limit the call goes to the bounded ``BusyLine``;
+- the **warm pool** (``WarmPool``): prepared actors, reused after completed calls, refilled
+  in the background (one at a time under load); a ``prepare()`` that fails or hangs retires
+  that actor (nothing leaks) and the refill backs off;
+- **supervision** of every call: ``begin`` then ``wait_end`` on its actor, each under a
+  deadline. The call actor stores its own record and logs ``CALL_END``; the dispatcher only
+  does so itself when the actor is lost (process or node died, cancelled, stuck past the
+  deadline), with the reason;
+- **recovery** after a restart (``recover``): call actors do not belong to the dispatcher
+  (they are detached and named), so a new dispatcher adopts them: idle ones back into the
+  pool, running calls back into admission and supervision, ended ones recycled. Admissions
+  noted in the store with no record and no live actor are recorded as lost.
+
+Every wait that crosses a process has a deadline (``DispatchPolicy``); a task exists per live
+call, one for refill, and a fixed number for the busy line: nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from voice_ai.calls.busy import BusyLine, RejectedCall
+from voice_ai.calls.deadline import DeadlineExceeded, within
+from voice_ai.calls.ports import (
+    ActorInfo,
+    ActorPhase,
+    AdmissionJournal,
+    BusyPlayer,
+    CallActorFactory,
+    CallActorLost,
+    CallActorPort,
+    CallTicket,
+    RecordSink,
+    TelemetrySink,
+    direction_of,
+)
+from voice_ai.calls.warm_pool import Spare, WarmPool
+from voice_ai.config import Settings
+from voice_ai.pipeline.admission import AdmissionControl, Decision
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.records import CallOutcome, CallRecord, EndReason
+from voice_ai.store.call_store import PROVISIONAL_PREFIX
+
+__all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "RecoveryReport", "StartResult"]
+
+logger = logging.getLogger("voice_ai.dispatcher")
+LOST_ERROR = "call actor lost (node or process died)"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """Limits and deadlines, in seconds. ``from_settings`` maps the knobs."""
+
+    max_concurrent_calls: int
+    warm_target: int
+    max_calls_per_actor: int
+    prepare_timeout_s: float = 60.0  # start + prepare a call actor (a cold start takes ~6 s)
+    begin_timeout_s: float = 15.0  # hand a call to a prepared actor
+    call_deadline_s: float = 660.0  # admission -> end; past it the actor is stopped
+    reply_timeout_s: float = 5.0  # info / reset / stats of an actor, the telemetry hub
+    journal_timeout_s: float = 5.0
+    busy_concurrency: int = 8
+    busy_queue: int = 256
+    busy_play_timeout_s: float = 20.0
+    refill_backoff_s: float = 1.0
+    refill_backoff_max_s: float = 30.0
+    refill_attempts: int = 3  # failed rounds in a row before refill waits for the next kick
+    keep_finished: int = 1000  # finished calls whose record ``wait_call`` can still return
+    recovery_lookback_s: float = 1320.0  # admissions this old are looked for at recovery
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DispatchPolicy:
+        deadline = s.max_call_duration_s + s.call_end_grace_s
+        return cls(
+            max_concurrent_calls=s.max_concurrent_calls,
+            warm_target=s.warm_call_actors,
+            max_calls_per_actor=s.call_actor_max_calls,
+            prepare_timeout_s=s.call_actor_prepare_timeout_s,
+            begin_timeout_s=s.call_begin_timeout_s,
+            call_deadline_s=deadline,
+            reply_timeout_s=s.actor_reply_timeout_s,
+            journal_timeout_s=s.actor_reply_timeout_s,
+            busy_concurrency=s.busy_message_concurrency,
+            busy_play_timeout_s=s.busy_message_timeout_s,
+            recovery_lookback_s=2 * deadline,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    decision: Decision
+    call_id: str
+    warm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    adopted_idle: int = 0
+    adopted_busy: int = 0
+    adopted_ended: int = 0
+    unreachable: int = 0
+    lost_admissions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchStatus:
+    active_calls: int
+    max_concurrent_calls: int
+    warm_ready: int
+    warm_target: int
+    accepted_total: int
+    rejected_total: int
+    call_actors_started_total: int
+    call_actors_reused_total: int
+    call_actors_lost_total: int
+    prepare_failures_total: int
+    busy_pending: int
+    busy_overflow_total: int
+    active_call_ids: tuple[str, ...]
+    recovery: RecoveryReport | None
+
+
+@dataclass
+class _Call:
+    ticket: CallTicket
+    spare: Spare
+    reusable: bool
+    done: asyncio.Future[CallRecord] = field(repr=False)
+
+
+class CallDispatch:
+    def __init__(
+        self,
+        policy: DispatchPolicy,
+        factory: CallActorFactory,
+        records: RecordSink,
+        journal: AdmissionJournal,
+        telemetry: TelemetrySink,
+        busy_player: BusyPlayer | None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.policy = policy
+        self._factory = factory
+        self._records = records
+        self._journal = journal
+        self._telemetry = telemetry
+        self._wall = wall_clock
+        self._sleep = sleep
+        self._admission = AdmissionControl(policy.max_concurrent_calls)
+        self._pool = WarmPool(policy.warm_target, policy.max_calls_per_actor)
+        self._busy = BusyLine(records, busy_player, concurrency=policy.busy_concurrency,
+                              queue_size=policy.busy_queue,
+                              play_timeout_s=policy.busy_play_timeout_s)
+        self._calls: dict[str, _Call] = {}
+        self._finished: dict[str, asyncio.Future[CallRecord]] = {}
+        self._cancelled: dict[str, EndReason] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refill: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()  # set once recovery has run (or was not needed)
+        self._recovery: RecoveryReport | None = None
+        self.actors_started = 0
+        self.actors_reused = 0
+        self.actors_lost = 0
+        self.prepare_failures = 0
+
+    # --- admission --------------------------------------------------------------------------
+    async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:
+        """Admit a call and start it. ``key`` (a room name) makes repeats idempotent."""
+        await within(self._ready.wait(), self.policy.prepare_timeout_s, "dispatcher recovery")
+        admitted_at = self._wall()
+        key = key or spec.call_id
+        decision, call_id = self._admission.admit(key, spec.call_id)
+        if decision is Decision.DUPLICATE:
+            return StartResult(decision, call_id)
+        direction = direction_of(spec)
+        if decision is Decision.REJECTED:
+            self._telemetry.call_rejected(call_id, direction, spec.caller_masked)
+            record = CallRecord(call_id=call_id, direction=direction, started_at=admitted_at,
+                                ended_at=self._wall(), end_reason=EndReason.REJECTED_BUSY,
+                                caller_masked=spec.caller_masked, warm_start=False)
+            self._busy.submit(RejectedCall(record, spec.room))
+            return StartResult(decision, call_id)
+        spare = self._pool.take()
+        warm = spare is not None
+        if spare is None:
+            spare = Spare(self._factory.create(), "")
+            self.actors_started += 1
+        ticket = CallTicket(replace(spec, admitted_at=admitted_at, warm=warm), key)
+        call = _Call(ticket, spare, self._pool.call_started(spare),
+                     asyncio.get_running_loop().create_future())
+        self._calls[call_id] = call
+        self._telemetry.call_started(call_id, direction, spec.caller_masked, spare.node_id[:12])
+        self._spawn(self._supervise(call, begin=True))
+        self._kick_refill()
+        return StartResult(decision, call_id, warm)
+
+    async def admit_room(self, room: str, caller_masked: str, outbound: bool,
+                         call_id: str) -> StartResult:
+        """A LiveKit room needs an agent (webhook or outbound dial). Idempotent per room."""
+        spec = CallSpec(call_id=call_id, room=room, caller_masked=caller_masked,
+                        outbound=outbound)
+        return await self.start_call(spec, key=room)
+
+    def cancel_room(self, room: str, reason: EndReason) -> bool:
+        """The admitted call in ``room`` never connected: stop its actor, record ``reason``."""
+        for call_id, call in self._calls.items():
+            if call.ticket.key == room:
+                self._cancelled[call_id] = reason
+                call.spare.actor.retire()
+                return True
+        return False
+
+    async def wait_call(self, call_id: str) -> CallRecord:
+        call = self._calls.get(call_id)
+        fut = call.done if call is not None else self._finished.get(call_id)
+        if fut is None:
+            raise KeyError(f"unknown call id {call_id}")
+        record = await asyncio.shield(fut)
+        self._finished.pop(call_id, None)
+        return record
+
+    async def run_simulated(self, spec: CallSpec) -> CallRecord | StartResult:
+        """Admit, run and wait for one simulated call (the CLI and tests use this)."""
+        started = await self.start_call(spec)
+        if started.decision is not Decision.ACCEPTED:
+            return started
+        return await self.wait_call(started.call_id)
+
+    # --- one call, from begin to recycling ----------------------------------------------------
+    async def _supervise(self, call: _Call, *, begin: bool) -> None:
+        ticket, actor = call.ticket, call.spare.actor
+        lost = True
+        try:
+            if begin:
+                await self._begin(call)
+            elapsed = max(0.0, self._wall() - ticket.spec.admitted_at)
+            end = await within(actor.wait_end(ticket.call_id),
+                               max(self.policy.call_deadline_s - elapsed, 0.001),
+                               f"call {ticket.call_id} on {actor.name}")
+            record, lost = end.record, False
+        except CallActorLost as e:
+            reason = self._cancelled.pop(ticket.call_id, None)
+            record = (self._failed(ticket, reason, "cancelled: the call never connected")
+                      if reason is not None else
+                      self._failed(ticket, EndReason.NODE_LOST, f"{LOST_ERROR}: {e}"))
+        except DeadlineExceeded as e:
+            record = self._failed(ticket, EndReason.TIMEOUT, str(e))
+        except Exception as e:
+            record = self._failed(ticket, EndReason.ERROR, f"{type(e).__name__}: {e}")
+        if lost:  # the actor could not record its call: do it here, durable first
+            self.actors_lost += 1
+            actor.retire()
+            await self._records.store(record)
+            await self._report_end(record)
+        self._admission.release(ticket.key)
+        self._calls.pop(ticket.call_id, None)
+        self._finish(ticket.call_id, call.done, record)
+        if not lost:
+            await self._recycle(call.spare, reusable=call.reusable,
+                                completed=_served_well(record))
+        elif call.reusable:
+            self._pool.call_finished(call.spare, reusable=True, completed=False)
+        self._kick_refill()
+
+    async def _begin(self, call: _Call) -> None:
+        ticket, actor = call.ticket, call.spare.actor
+        journal = asyncio.ensure_future(within(
+            self._journal.admitted(ticket, ticket.spec.admitted_at),
+            self.policy.journal_timeout_s, "admission journal"))
+        try:
+            timeout = self.policy.begin_timeout_s
+            if not ticket.spec.warm:  # a cold actor starts and prepares inside begin
+                timeout += self.policy.prepare_timeout_s
+            await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
+        finally:
+            try:
+                await journal
+            except Exception as e:  # recovery is weaker without it; the call goes on
+                logger.warning("admission not journaled", extra={
+                    "call_id": ticket.call_id, "error": f"{type(e).__name__}: {e}"})
+
+    async def _recycle(self, spare: Spare, *, reusable: bool, completed: bool) -> None:
+        if not self._pool.call_finished(spare, reusable=reusable, completed=completed):
+            spare.actor.retire()
+            return
+        try:
+            await within(spare.actor.reset(), self.policy.reply_timeout_s,
+                         f"reset of {spare.actor.name}")
+        except Exception as e:
+            logger.warning("call actor not reusable, retiring it", extra={
+                "actor": spare.actor.name, "error": type(e).__name__})
+            self._pool.lost_back()
+            spare.actor.retire()
+            return
+        self._pool.put_back(spare)
+        self.actors_reused += 1
+
+    async def _report_end(self, record: CallRecord) -> None:
+        try:
+            await within(self._telemetry.call_ended(record), self.policy.reply_timeout_s,
+                         "telemetry hub")
+        except Exception as e:  # the hub reconciles its gauge from status(); the record is safe
+            logger.warning("CALL_END not reported", extra={
+                "call_id": record.call_id, "error": f"{type(e).__name__}: {e}"})
+
+    def _finish(self, call_id: str, done: asyncio.Future[CallRecord], record: CallRecord) -> None:
+        if not done.done():
+            done.set_result(record)
+        self._finished[call_id] = done
+        while len(self._finished) > self.policy.keep_finished:  # oldest first (dict order)
+            del self._finished[next(iter(self._finished))]
+
+    def _failed(self, ticket: CallTicket, reason: EndReason, error: str) -> CallRecord:
+        spec = ticket.spec
+        return CallRecord(call_id=spec.call_id, direction=ticket.direction,
+                          started_at=spec.admitted_at, ended_at=self._wall(), end_reason=reason,
+                          caller_masked=spec.caller_masked, warm_start=spec.warm, error=error)
+
+    # --- the warm pool ---------------------------------------------------------------------
+    async def fill_warm_pool(self) -> int:
+        """Refill now and wait for it; return how many prepared actors are idle."""
+        self._kick_refill()
+        if self._refill is not None:
+            await asyncio.shield(self._refill)
+        return self._pool.idle
+
+    def _kick_refill(self) -> None:
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._refill_loop())
+
+    async def _refill_loop(self) -> None:
+        backoff, failed_rounds = self.policy.refill_backoff_s, 0
+        while (n := self._pool.to_start(busy=bool(self._calls))) > 0:
+            ok = await asyncio.gather(*(self._start_spare() for _ in range(n)))
+            if all(ok):
+                backoff, failed_rounds = self.policy.refill_backoff_s, 0
+                continue
+            failed_rounds += 1
+            if failed_rounds >= self.policy.refill_attempts:
+                logger.error("warm pool refill gave up for now", extra={
+                    "idle": self._pool.idle, "target": self._pool.target})
+                return
+            await self._sleep(backoff)
+            backoff = min(2 * backoff, self.policy.refill_backoff_max_s)
+
+    async def _start_spare(self) -> bool:
+        self._pool.starting += 1
+        actor = self._factory.create()
+        self.actors_started += 1
+        try:
+            info = await within(actor.prepare(), self.policy.prepare_timeout_s,
+                                f"prepare of {actor.name}")
+        except Exception as e:  # never leak it: a half-started actor is stopped
+            self.prepare_failures += 1
+            logger.error("call actor failed to prepare, stopped", extra={
+                "actor": actor.name, "error": f"{type(e).__name__}: {e}"})
+            actor.retire()
+            return False
+        finally:
+            self._pool.starting -= 1
+        self._pool.add(Spare(actor, info.node_id, info.calls_served))
+        return True
+
+    # --- after a restart -------------------------------------------------------------------
+    async def recover(self) -> RecoveryReport:
+        """Adopt the call actors that outlived the previous dispatcher; record lost calls.
+        Admissions wait until this has run."""
+        try:
+            report = await self._adopt_all()
+        finally:
+            self._ready.set()
+        self._recovery = report
+        if any((report.adopted_busy, report.adopted_ended, report.lost_admissions,
+                report.adopted_idle)):
+            logger.warning("dispatcher recovered", extra={
+                "adopted_idle": report.adopted_idle, "adopted_busy": report.adopted_busy,
+                "adopted_ended": report.adopted_ended, "unreachable": report.unreachable,
+                "lost_admissions": report.lost_admissions})
+        self._kick_refill()
+        return report
+
+    def mark_ready(self) -> None:
+        """A first start: nothing to recover."""
+        self._ready.set()
+
+    async def _adopt_all(self) -> RecoveryReport:
+        t = self.policy.reply_timeout_s
+        actors = await within(self._factory.existing(), t, "call actor listing")
+        infos = await asyncio.gather(*(within(a.info(), t, f"info of {a.name}") for a in actors),
+                                     return_exceptions=True)
+        idle = busy = ended = unreachable = 0
+        for actor, info in zip(actors, infos, strict=True):
+            if not isinstance(info, ActorInfo):
+                unreachable += 1
+                actor.retire()
+                continue
+            if info.phase is ActorPhase.IDLE:
+                idle += 1
+                self._pool.add(Spare(actor, info.node_id, info.calls_served))
+            elif info.phase is ActorPhase.BUSY and info.ticket is not None:
+                busy += 1
+                self._adopt_busy(actor, info, info.ticket)
+            elif info.end is not None:
+                ended += 1
+                spare = Spare(actor, info.node_id, info.calls_served)
+                reusable = spare.calls < self._pool.max_calls
+                self._pool.returning += reusable
+                completed = _served_well(info.end.record)
+                self._spawn(self._recycle(spare, reusable=reusable, completed=completed))
+            else:
+                unreachable += 1
+                actor.retire()
+        lost = await self._record_lost_admissions()
+        return RecoveryReport(idle, busy, ended, unreachable, lost)
+
+    def _adopt_busy(self, actor: CallActorPort, info: ActorInfo, ticket: CallTicket) -> None:
+        spare = Spare(actor, info.node_id, info.calls_served)
+        reusable = spare.calls < self._pool.max_calls
+        self._pool.returning += reusable
+        self._admission.adopt(ticket.key, ticket.call_id)
+        call = _Call(ticket, spare, reusable, asyncio.get_running_loop().create_future())
+        self._calls[ticket.call_id] = call
+        self._spawn(self._supervise(call, begin=False))
+
+    async def _record_lost_admissions(self) -> int:
+        since = self._wall() - self.policy.recovery_lookback_s
+        try:
+            open_tickets = await within(self._journal.unfinished(since),
+                                        self.policy.journal_timeout_s, "admission journal")
+        except Exception as e:
+            logger.warning("admission journal not read at recovery", extra={
+                "error": f"{type(e).__name__}: {e}"})
+            return 0
+        lost = [t for t in open_tickets if t.call_id not in self._calls]
+        for call in lost:
+            record = CallRecord(
+                call_id=call.call_id, direction=call.direction, started_at=call.admitted_at,
+                ended_at=self._wall(), end_reason=EndReason.NODE_LOST,
+                caller_masked=call.caller_masked, warm_start=call.warm,
+                error=f"{PROVISIONAL_PREFIX}{LOST_ERROR} while the dispatcher was restarting")
+            await self._records.store(record)
+            await self._report_end(record)
+        return len(lost)
+
+    # --- views -----------------------------------------------------------------------------
+    def status(self) -> DispatchStatus:
+        return DispatchStatus(
+            active_calls=self._admission.active,
+            max_concurrent_calls=self._admission.limit,
+            warm_ready=self._pool.idle,
+            warm_target=self._pool.target,
+            accepted_total=self._admission.accepted_total,
+            rejected_total=self._admission.rejected_total,
+            call_actors_started_total=self.actors_started,
+            call_actors_reused_total=self.actors_reused,
+            call_actors_lost_total=self.actors_lost,
+            prepare_failures_total=self.prepare_failures,
+            busy_pending=self._busy.pending,
+            busy_overflow_total=self._busy.overflowed,
+            active_call_ids=tuple(self._calls),
+            recovery=self._recovery,
+        )
+
+    def actors(self) -> list[CallActorPort]:
+        """Every call actor in use or idle (for process stats)."""
+        return [c.spare.actor for c in self._calls.values()] + [
+            s.actor for s in self._pool.spares()]
+
+    async def drain_busy_line(self) -> None:
+        await self._busy.drain()
+
+    async def close(self) -> None:
+        """Stop supervising (the call actors carry on: a new dispatcher adopts them)."""
+        tasks = [*self._tasks, *([self._refill] if self._refill else []), *self._busy.workers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _served_well(record: CallRecord) -> bool:
+    """A call that ended normally leaves its actor fit for the next one."""
+    return record.outcome in (CallOutcome.COMPLETED, CallOutcome.TRANSFERRED)

@@ -1,0 +1,92 @@
+"""The warm-pool policy: how many prepared call actors to keep, and which to reuse.
+
+Starting a call actor costs ~6 CPU-seconds (imports, VAD, pool connections), so:
+
+- ``target`` (WARM_CALL_ACTORS) prepared actors wait idle; a new call takes one.
+- An actor whose call **completed** comes back to the pool until it has served
+  ``max_calls`` (CALL_ACTOR_MAX_CALLS) calls; one whose call failed retires (its state is
+  suspect), as does one that finds the pool already full.
+- Refill counts the actors that will come back, but never lets the idle ones fall below
+  half the target (a burst must not find the pool empty).
+- Under load (calls in progress) actors are started **one at a time**: a batch of cold starts
+  would take the CPU from live calls. Idle, the whole shortfall starts at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from voice_ai.calls.ports import CallActorPort
+
+__all__ = ["Spare", "WarmPool"]
+
+
+@dataclass
+class Spare:
+    """A call actor and how many calls it has served (begun) so far."""
+
+    actor: CallActorPort
+    node_id: str
+    calls: int = 0
+
+
+class WarmPool:
+    def __init__(self, target: int, max_calls: int) -> None:
+        if target < 0 or max_calls < 1:
+            raise ValueError(f"warm pool needs target >= 0 and max_calls >= 1, got {target}, "
+                             f"{max_calls}")
+        self.target = target
+        self.max_calls = max_calls
+        self._idle: deque[Spare] = deque()
+        self.returning = 0  # actors in a call that will come back to the pool
+        self.starting = 0  # actors being started and prepared now
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def spares(self) -> list[Spare]:
+        return list(self._idle)
+
+    def take(self) -> Spare | None:
+        """A prepared actor for a new call, or None (the call then starts a cold one)."""
+        return self._idle.popleft() if self._idle else None
+
+    def add(self, spare: Spare) -> None:
+        """A newly prepared (or adopted idle) actor."""
+        self._idle.append(spare)
+
+    def call_started(self, spare: Spare) -> bool:
+        """``spare`` takes a call. Returns whether it may serve again afterwards."""
+        spare.calls += 1
+        reusable = spare.calls < self.max_calls
+        self.returning += reusable
+        return reusable
+
+    def call_finished(self, spare: Spare, *, reusable: bool, completed: bool) -> bool:
+        """The call on ``spare`` ended. True: reset it and ``put_back``; False: retire it.
+        A True answer keeps counting it as returning until ``put_back`` / ``lost_back``."""
+        back = reusable and completed and self.idle < self.target
+        if reusable and not back:
+            self.returning -= 1
+        return back
+
+    def put_back(self, spare: Spare) -> None:
+        self.returning -= 1
+        self._idle.append(spare)
+
+    def lost_back(self) -> None:
+        """An actor promised back could not be reset; it retires instead."""
+        self.returning -= 1
+
+    def to_start(self, *, busy: bool) -> int:
+        """How many actors to start now."""
+        floor = (self.target + 1) // 2
+        missing = max(self.target - self.idle - self.returning, floor - self.idle)
+        missing -= self.starting
+        if missing <= 0:
+            return 0
+        if busy:  # one at a time under load
+            return 1 if self.starting == 0 else 0
+        return missing
