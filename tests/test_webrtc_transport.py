@@ -1,0 +1,223 @@
+"""WebRtcTransport against a second aiortc peer in this process playing the browser: Opus both
+ways over real ICE/DTLS/SRTP on the host's own address, the data channel, barge-in, the ends."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import math
+import time
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from livekit.agents import AgentSession
+from livekit.agents.voice.events import UserInputTranscribedEvent
+
+from voice_ai.audio import frame_from_pcm, rms, rms_dbfs
+from voice_ai.records import EndReason, TurnTimings
+from voice_ai.webrtc.signalling import SdpAnswer, SdpOffer
+from voice_ai.webrtc.transport import CALLER_SAMPLE_RATE, WebRtcTransport
+
+pytestmark = pytest.mark.unit
+
+RATE = 48_000
+FRAME = 960
+
+
+def _tone(seconds: float, rate: int = RATE, hz: float = 440.0) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * math.pi * hz * t) * 10_000).astype(np.int16).tobytes()
+
+
+class _Mic(MediaStreamTrack):
+    """The browser's microphone: ``pcm`` (48 kHz mono) once, then silence, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes) -> None:
+        super().__init__()
+        self._pcm, self._pts, self._start = pcm, 0, time.monotonic()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.monotonic()))
+        chunk = self._pcm[self._pts * 2 : (self._pts + FRAME) * 2].ljust(FRAME * 2, b"\0")
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
+        frame.planes[0].update(chunk)
+        frame.sample_rate, frame.pts = RATE, self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._pts += FRAME
+        return frame
+
+
+class _Browser:
+    """What the call page does: mic + data channel, non-trickle offer, listen to the agent."""
+
+    def __init__(self, mic_pcm: bytes = b"") -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTrack(_Mic(mic_pcm))
+        self.channel = self.pc.createDataChannel("events")
+        self.messages: list[dict[str, Any]] = []
+        self.loud_at: list[float] = []  # wall time of each agent frame above -40 dBFS
+        self._listener: asyncio.Task[None] | None = None
+        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._listener = asyncio.create_task(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                if rms_dbfs(frame.to_ndarray().tobytes()) > -40:
+                    self.loud_at.append(time.time())
+        except MediaStreamError:
+            pass
+
+    async def offer(self) -> SdpOffer:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return SdpOffer(sdp=self.pc.localDescription.sdp)
+
+    async def answer(self, answer: SdpAnswer) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
+
+    async def message(self, kind: str, timeout_s: float = 3.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for m in self.messages:
+                if m["type"] == kind:
+                    return m
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {kind!r} message; got {self.messages}")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        await self.pc.close()
+
+
+async def _call(browser: _Browser, **kwargs: Any) -> tuple[WebRtcTransport, AgentSession[None]]:
+    transport = WebRtcTransport(await browser.offer(), **kwargs)
+    answer = await transport.accept()
+    assert "opus/48000/2" in answer.sdp and "typ host" in answer.sdp
+    assert "typ srflx" not in answer.sdp  # no STUN: host candidates only
+    await browser.answer(answer)
+    await asyncio.wait_for(transport.connect(), 10)
+    assert not transport.ended
+    session: AgentSession[None] = AgentSession()
+    await transport.attach(session)
+    return transport, session
+
+
+async def test_caller_audio_in_agent_audio_out_and_the_page_hears_both_sides() -> None:
+    browser = _Browser(mic_pcm=_tone(0.6))
+    transport, session = await _call(browser)
+    try:
+        audio_in = session.input.audio
+        assert audio_in is not None
+        heard = [await asyncio.wait_for(anext(audio_in), 5) for _ in range(25)]
+        assert {f.sample_rate for f in heard} == {CALLER_SAMPLE_RATE}
+        assert sum(f.duration for f in heard) > 0.5  # the resampler cuts its own frame sizes
+        assert max(rms(f.data.tobytes()) for f in heard) > 3000  # the tone came through Opus
+
+        voice = transport.audio_output
+        started: list[float] = []
+        voice.on("playback_started", lambda ev: started.append(ev.created_at))
+        t0 = time.time()
+        for i in range(0, 24_000 * 2 * 4 // 10, 960):  # 0.4 s of agent voice at 24 kHz
+            await voice.capture_frame(frame_from_pcm(_tone(0.4, 24_000)[i : i + 960], 24_000))
+        voice.flush()
+        finished = await asyncio.wait_for(voice.wait_for_playout(), 5)
+        assert finished.interrupted is False
+        assert finished.playback_position == pytest.approx(0.4, abs=0.03)
+        assert time.time() - t0 >= 0.35  # played at real time, not dumped
+        assert len(started) == 1 and transport.agent_audio_started_at == started
+        await asyncio.sleep(0.3)  # jitter buffer
+        assert len(browser.loud_at) >= 10  # the page's analyser: agent audio arrived
+
+        session.emit("user_input_transcribed",
+                     UserInputTranscribedEvent(transcript="I need an appointment", is_final=True))
+        transport.report_turn(TurnTimings(index=0, ended_speaking_at=t0, e2e_s=0.8123,
+                                          stt_s=0.2, llm_ttft_s=0.3, tts_ttfb_s=0.1,
+                                          stt_provider="whisper", llm_provider="local",
+                                          tts_provider="piper"))
+        said = await browser.message("transcript")
+        assert (said["role"], said["text"], said["final"]) == ("caller", "I need an appointment",
+                                                                True)
+        turn = await browser.message("turn")
+        assert turn["e2e_ms"] == 812
+        assert turn["providers"] == {"stt": "whisper", "llm": "local", "tts": "piper"}
+
+        browser.channel.send(json.dumps({"type": "hangup"}))
+        assert await asyncio.wait_for(transport.wait_ended(), 3) is EndReason.CALLER_HANGUP
+    finally:
+        await transport.hangup()
+        await transport.aclose()
+        await browser.close()
+
+
+async def test_barge_in_stops_the_agent_at_the_browser() -> None:
+    browser = _Browser()
+    transport, _ = await _call(browser)
+    try:
+        voice = transport.audio_output
+        tone = _tone(3.0, RATE)
+        for i in range(0, len(tone), FRAME * 2):
+            await voice.capture_frame(frame_from_pcm(tone[i : i + FRAME * 2], RATE))
+        voice.flush()
+        await asyncio.sleep(0.6)
+        cleared_at = time.time()
+        voice.clear_buffer()  # the caller spoke over the agent
+        finished = await asyncio.wait_for(voice.wait_for_playout(), 2)
+        assert finished.interrupted is True
+        assert 0.4 <= finished.playback_position <= 1.0
+        await asyncio.sleep(0.5)
+        assert browser.loud_at, "the agent was never heard"
+        late = [t for t in browser.loud_at if t > cleared_at + 0.25]
+        assert not late, f"agent still heard {late[-1] - cleared_at:.2f} s after the barge-in"
+    finally:
+        await transport.aclose()
+        await browser.close()
+
+
+async def test_agent_hangup_and_transfer_are_told_to_the_page() -> None:
+    browser = _Browser()
+    transport, _ = await _call(browser)
+    await transport.transfer("+1 555 010 0999")
+    assert await transport.wait_ended() is EndReason.TRANSFERRED
+    told = await browser.message("transfer")
+    assert told["to"] == "+1********99"  # masked: no full number on the page either
+    end = await browser.message("end")
+    assert (end["reason"], end["outcome"]) == ("transferred", "transferred")
+    await transport.hangup()
+    await transport.aclose()
+    await browser.close()
+
+    browser = _Browser()
+    transport, _ = await _call(browser)
+    await transport.hangup()
+    await transport.aclose()
+    end = await browser.message("end")
+    assert (end["reason"], end["outcome"]) == ("agent_hangup", "completed")
+    await browser.close()
+
+
+async def test_an_abandoned_offer_ends_the_call_after_the_ice_timeout() -> None:
+    browser = _Browser()
+    transport = WebRtcTransport(await browser.offer(), ice_timeout_s=0.3)
+    await transport.accept()  # the page never receives the answer
+    t0 = time.monotonic()
+    await transport.connect()
+    assert 0.25 <= time.monotonic() - t0 < 2.0
+    assert await transport.wait_ended() is EndReason.TIMEOUT
+    assert "WEBRTC_ICE_TIMEOUT_S" in transport.end_detail
+    await transport.aclose()
+    await browser.close()
