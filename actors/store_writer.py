@@ -1,16 +1,18 @@
-"""The one store writer of the cluster, and the client call actors use to reach it.
+"""The one store writer of the cluster, and the client every other actor reaches it with.
 
 ``StoreWriter`` is a named actor that owns the only writing ``CallStore`` (SQLite allows one
-writer; WAL lets reports and backups read meanwhile). It is **pinned to the head node** by
-asking for a sliver of Ray's built-in ``node:__internal_head__`` resource, which only the head
-node has: a restart after a crash lands on the head node again, where ``data/`` lives. It
-restarts forever (``max_restarts=-1``) and never re-runs a task itself (``max_task_retries=0``):
-retrying is the client's job, which is safe because writes are idempotent by call id.
+writer; WAL lets reports and backups read meanwhile), through ``StoreWriterCore``: it opens the
+database on first use and answers every write with a ``WriteOutcome`` (a locked database, a full
+disk or a wrong schema is a value, never an exception that would kill the caller's task). It is
+**pinned to the head node** by asking for a sliver of Ray's built-in ``node:__internal_head__``
+resource, which only the head node has: a restart lands on the head node again, where ``data/``
+lives. It restarts forever (``max_restarts=-1``) and never re-runs a task itself
+(``max_task_retries=0``): retrying is the client's job, safe because writes are idempotent by
+call id (and by event id).
 
-``StoreClient.write_call`` returns only once the writer has committed the record (so a call
-actor logs ``CALL_END`` after its record is durable). While the writer is dead or restarting it
-retries with exponential backoff and jitter until its deadline, then raises
-``StoreUnavailableError``.
+``StoreClient`` retries while the writer is dead or restarting, with exponential backoff and
+jitter until its deadline. ``durable_records`` builds what a call actor (or the dispatcher)
+stores records with: bounded retries of every problem, then this node's spool.
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from voice_ai.config import Settings
 from voice_ai.records import CallRecord
-from voice_ai.store import CallStore, StoreUnavailableError
+from voice_ai.store import StoreUnavailableError
+from voice_ai.store.durable import DurableRecords, SpoolObserver
+from voice_ai.store.errors import StoreError
+from voice_ai.store.outcome import StoreProblem, WriteOutcome
+from voice_ai.store.spool import RecordSpool
+from voice_ai.store.writer import StoreWriterCore
 
-__all__ = ["WRITER_NAME", "StoreClient", "StoreWriter", "ensure_store_writer"]
+__all__ = ["WRITER_NAME", "StoreClient", "StoreWriter", "durable_records",
+           "ensure_store_writer", "spool_dir"]
 
 WRITER_NAME = "store_writer"
 HEAD_NODE_RESOURCE = "node:__internal_head__"  # ray._common.constants.HEAD_NODE_RESOURCE_NAME
@@ -42,20 +50,20 @@ _RETRYABLE = (ActorDiedError, ActorUnavailableError, RayActorError, ValueError)
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0)
 class StoreWriter:
-    """Ray shell around ``CallStore``; a sync actor, so writes run one at a time."""
+    """Ray shell around ``StoreWriterCore``; a sync actor, so writes run one at a time."""
 
     def __init__(self, db_path: str, store_transcripts: bool) -> None:
-        self._store = CallStore(Path(db_path), store_transcripts=store_transcripts)
+        self._core = StoreWriterCore(Path(db_path), store_transcripts=store_transcripts)
 
-    def write_call(self, record: CallRecord) -> bool:
-        return self._store.write_call(record)
+    def write_call(self, record: CallRecord) -> WriteOutcome:
+        return self._core.write_call(record)
 
-    def write_event(
-        self, kind: str, component: str, detail: str, ts: float, event_id: str | None = None
-    ) -> bool:
-        return self._store.write_event(
-            kind, component=component, detail=detail, ts=ts, event_id=event_id
-        )
+    def write_event(self, kind: str, component: str, detail: str, ts: float,
+                    event_id: str | None = None) -> WriteOutcome:
+        return self._core.write_event(kind, component, detail, ts, event_id)
+
+    def open_admissions(self, since: float) -> list[str]:
+        return self._core.open_admissions(since)
 
     def pid(self) -> int:
         return os.getpid()
@@ -64,7 +72,7 @@ class StoreWriter:
 def ensure_store_writer(
     settings: Settings, *, name: str = WRITER_NAME, detached: bool = False,
     namespace: str | None = None,
-) -> ActorHandle:
+) -> ActorHandle[StoreWriter]:
     """Get the named writer, creating it on the head node if it does not exist yet.
 
     The database path is resolved here, on the caller's side, so the actor does not depend on
@@ -79,13 +87,22 @@ def ensure_store_writer(
         options["lifetime"] = "detached"
     if namespace is not None:
         options["namespace"] = namespace
-    return StoreWriter.options(**options).remote(  # type: ignore[attr-defined]
-        str(settings.db_path.resolve()), settings.store_transcripts
-    )
+    handle: ActorHandle[StoreWriter] = StoreWriter.options(  # type: ignore[attr-defined]
+        **options).remote(str(settings.db_path.resolve()), settings.store_transcripts)
+    return handle
+
+
+class StoreWriteError(StoreError):
+    """The writer answered, but could not store (``problem`` says why)."""
+
+    def __init__(self, problem: StoreProblem, detail: str) -> None:
+        super().__init__(f"store refused the write ({problem.value}): {detail}")
+        self.problem = problem
 
 
 class StoreClient:
-    """Async access to the writer, with retries until ``deadline_s`` per write.
+    """Async access to the writer, with retries until ``deadline_s`` per write while the writer
+    cannot be reached.
 
     Give it a handle (``ensure_store_writer``'s) or let it find the writer by ``name``.
     ``sleep``, ``clock`` and ``rng`` are injectable so tests run without real waiting.
@@ -93,7 +110,7 @@ class StoreClient:
 
     def __init__(
         self,
-        writer: ActorHandle | None = None,
+        writer: ActorHandle[StoreWriter] | None = None,
         *,
         name: str = WRITER_NAME,
         namespace: str | None = None,
@@ -116,15 +133,48 @@ class StoreClient:
         self._rng = rng
 
     async def write_call(self, record: CallRecord) -> bool:
-        """Return once ``record`` is committed: ``True`` if new, ``False`` if already there."""
-        return bool(await self._call("write_call", record))
+        """Return once ``record`` is committed: ``True`` if new, ``False`` if already there.
+        ``StoreWriteError`` if the store refused it, ``StoreUnavailableError`` past the
+        deadline."""
+        return _inserted(await self.try_write_call(record))
 
-    async def write_event(self, kind: str, *, component: str, detail: str, ts: float) -> bool:
+    async def try_write_call(self, record: CallRecord) -> WriteOutcome:
+        """One write (retried only while the writer is unreachable); never raises."""
+        return await self._outcome("write_call", record)
+
+    async def write_event(self, kind: str, *, component: str, detail: str, ts: float,
+                          event_id: str | None = None) -> bool:
         # One id for every attempt, so a retried event is stored once.
-        return bool(await self._call("write_event", kind, component, detail, ts,
-                                     uuid.uuid4().hex))
+        outcome = await self._outcome("write_event", kind, component, detail, ts,
+                                      event_id or uuid.uuid4().hex)
+        return _inserted(outcome)
 
-    def _handle(self) -> ActorHandle:
+    async def try_write_event(self, kind: str, component: str, detail: str, ts: float,
+                              event_id: str) -> WriteOutcome:
+        """One event write (retried only while the writer is unreachable); never raises."""
+        return await self._outcome("write_event", kind, component, detail, ts, event_id)
+
+    async def open_admissions(self, since: float) -> list[str]:
+        result: list[str] = await self._call("open_admissions", since)  # type: ignore[assignment]
+        return result
+
+    async def alive(self, timeout_s: float = 2.0) -> bool:
+        try:
+            await asyncio.wait_for(self._handle().pid.remote(), timeout_s)
+            return True
+        except Exception:
+            self._writer = self._given
+            return False
+
+    async def _outcome(self, method: str, *args: object) -> WriteOutcome:
+        try:
+            result = await self._call(method, *args)
+        except StoreUnavailableError as e:
+            return WriteOutcome.failed(StoreProblem.UNAVAILABLE, str(e))
+        assert isinstance(result, WriteOutcome), result
+        return result
+
+    def _handle(self) -> ActorHandle[StoreWriter]:
         # A given handle stays valid across restarts; a name is looked up again after a failure
         # (ValueError while the name is not registered: retried like an unreachable writer).
         if self._writer is None:
@@ -155,3 +205,38 @@ class StoreClient:
                 )
             await self._sleep(min(delay * (0.5 + self._rng()), remaining))
             delay = min(delay * 2, self._backoff_max_s)
+
+
+def _inserted(outcome: WriteOutcome) -> bool:
+    if outcome.problem is StoreProblem.UNAVAILABLE:
+        raise StoreUnavailableError(outcome.detail)
+    if not outcome.ok:
+        assert outcome.problem is not None
+        raise StoreWriteError(outcome.problem, outcome.detail)
+    return outcome.inserted
+
+
+class _StorePort:
+    """``StoreWriterPort`` for ``DurableRecords``: one attempt per call."""
+
+    def __init__(self, client: StoreClient) -> None:
+        self._client = client
+
+    async def write_call(self, record: CallRecord) -> WriteOutcome:
+        return await self._client.try_write_call(record)
+
+
+def spool_dir(settings: Settings) -> Path:
+    return (settings.spool_dir or settings.data_dir / "spool").resolve()
+
+
+def durable_records(settings: Settings, node_id: str, *,
+                    observer: SpoolObserver | None = None) -> DurableRecords:
+    """How this process stores call records: the writer (found by name, retried while it
+    restarts, up to ACTOR_REPLY_TIMEOUT_S x 2 per attempt), bounded retries of any problem,
+    then this node's spool."""
+    client = StoreClient(namespace=settings.ray_namespace,
+                         deadline_s=2 * settings.actor_reply_timeout_s)
+    return DurableRecords(_StorePort(client), RecordSpool(spool_dir(settings), node_id[:12]),
+                          attempts=settings.store_write_attempts,
+                          budget_s=settings.store_retry_budget_s, observer=observer)

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError, RayActorError
 
-from actors.store_writer import StoreClient
+from actors.store_writer import StoreClient, StoreWriteError
 from tests.test_store import make_call, rows
 from voice_ai.store import CallStore, StoreUnavailableError
+from voice_ai.store.outcome import StoreProblem, WriteOutcome
 
 pytestmark = pytest.mark.unit
 
@@ -44,11 +45,15 @@ class FakeMethod:
 
 
 class FakeWriter:
+    """The writer actor's methods over a real store: answers are ``WriteOutcome`` values."""
+
     def __init__(self, store: CallStore, outages: list[Any]) -> None:
-        self.write_call = FakeMethod(store.write_call, outages)
+        self.write_call = FakeMethod(lambda r: WriteOutcome.stored(store.write_call(r)),
+                                     outages)
         self.write_event = FakeMethod(
-            lambda kind, component, detail, ts, event_id: store.write_event(
-                kind, component=component, detail=detail, ts=ts, event_id=event_id),
+            lambda kind, component, detail, ts, event_id: WriteOutcome.stored(
+                store.write_event(kind, component=component, detail=detail, ts=ts,
+                                  event_id=event_id)),
             outages,
         )
 
@@ -101,3 +106,15 @@ async def test_a_writer_that_never_returns_raises_after_the_deadline(tmp_path: P
     assert fake.now == pytest.approx(5.0)
     assert max(fake.sleeps) == 1.0  # backoff capped
     assert rows(tmp_path / "v.db", "SELECT count(*) FROM calls") == [(0,)]
+
+
+async def test_a_store_that_refuses_is_an_error_naming_the_problem(tmp_path: Path) -> None:
+    store, fake = CallStore(tmp_path / "v.db"), FakeTime()
+    writer = FakeWriter(store, [])
+    writer.write_call = FakeMethod(
+        lambda r: WriteOutcome.failed(StoreProblem.LOCKED, "database is locked"), [])
+    client = client_for(writer, fake)
+    with pytest.raises(StoreWriteError, match=r"\(locked\): database is locked"):
+        await client.write_call(make_call("c1"))
+    outcome = await client.try_write_call(make_call("c1"))  # the port DurableRecords uses
+    assert outcome.problem is StoreProblem.LOCKED and fake.sleeps == []  # not retried here

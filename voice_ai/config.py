@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     busy_message_concurrency: int = Field(8, ge=1, le=1000)
     """Busy messages played at once; further rejected callers queue (at most 256)."""
     busy_message_timeout_s: float = Field(20.0, gt=0.0, le=600.0)
-    store_write_attempts: int = Field(4, ge=1, le=100)
+    store_write_attempts: int = Field(8, ge=1, le=100)
     """Tries to store a call record before it goes to the local spool."""
     store_retry_budget_s: float = Field(30.0, gt=0.0, le=3600.0)
     """Longest a call's end waits on the store before its record goes to the spool."""

@@ -147,7 +147,7 @@ class CallActorFactory(Protocol):
         """Start a new call actor (it is not prepared yet)."""
         ...
 
-    async def existing(self) -> list[CallActorPort]:
+    async def existing(self) -> Sequence[CallActorPort]:
         """Every call actor of this system that exists now (to adopt after a restart)."""
         ...
 

@@ -63,6 +63,7 @@ def _n(key: str) -> str:
     return METRIC_NAMES[key]
 
 
+_SCRAPED = '(up{job="voice_ai"} == 1)'
 _ENDED_WINDOW = f'sum(increase({_n("calls_ended")}{{outcome=~"completed|failed"}}[{WINDOW}]))'
 
 ALERTS = (
@@ -146,6 +147,41 @@ ALERTS = (
         "Prometheus cannot scrape Ray metrics at {{ $labels.instance }}; node CPU, memory and "
         "disk alerts are blind for that node.",
         "monitoring-and-alerting",
+    ),
+    # Missing series (issue #14): a hub that restarted but stopped polling, or a component whose
+    # series vanished, must alert even though the scrape itself succeeds (up == 1).
+    Alert(
+        "VoiceAITelemetryStale",
+        f"(time() - {_n('last_poll')} > 30) or "
+        f"(absent({_n('last_poll')}) and on() {_SCRAPED})",
+        "2m", "P1",
+        "Telemetry hub not polling",
+        "The hub has not polled pools, dispatcher and breakers for over 30 s: health, queue and "
+        "breaker series are stale or missing, and their alerts cannot fire.",
+        "monitoring-and-alerting",
+    ),
+    Alert(
+        "VoiceAIHealthSeriesMissing",
+        f'(absent({_n("component_healthy")}{{component="dispatcher"}}) or '
+        f'absent({_n("component_healthy")}{{component="store_writer"}})) and on() {_SCRAPED}',
+        "5m", "P1",
+        "Component health series missing",
+        "/metrics has no health series for {{ $labels.component }}: it is not being checked.",
+        "monitoring-and-alerting",
+    ),
+    Alert(
+        "VoiceAIPoolSeriesMissing",
+        f"absent({_n('pool_workers')}) and on() {_SCRAPED}", "5m", "P1",
+        "Provider pool series missing",
+        "/metrics shows no provider pool: queue and worker alerts are blind.",
+        "monitoring-and-alerting",
+    ),
+    Alert(
+        "VoiceAIRecordsSpooled", f"max by (node) ({_n('spooled_records')}) > 0", "5m", "P1",
+        "Call records waiting in a spool",
+        "Node {{ $labels.node }} holds call records the store did not take (locked, full disk "
+        "or wrong schema); they are replayed when the store takes writes again.",
+        "records-waiting-in-the-spool",
     ),
 )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from voice_ai.records import CallRecord, TurnTimings
 from voice_ai.store.errors import StoreError, WriterRunningError
-from voice_ai.store.schema import open_writer
+from voice_ai.store.schema import BUSY_TIMEOUT_MS, open_writer
 
 __all__ = ["ADMITTED_PREFIX", "PROVISIONAL_PREFIX", "CallStore", "EventKind",
            "exclusive_store_lock", "writer_lock_path"]
@@ -111,6 +111,7 @@ class CallStore:
         *,
         store_transcripts: bool = False,
         clock: Callable[[], float] = time.time,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.db_path = db_path
         self._store_transcripts = store_transcripts
@@ -120,7 +121,7 @@ class CallStore:
         except BlockingIOError:
             raise StoreError(f"{db_path} is being restored; writes wait for the restore") from None
         try:
-            self._conn = open_writer(db_path)
+            self._conn = open_writer(db_path, busy_timeout_ms=busy_timeout_ms)
         except BaseException:
             os.close(self._lock_fd)
             raise

@@ -156,7 +156,7 @@ def _check_header(path: Path) -> None:
         raise DatabaseCorruptError(f"not a SQLite database: {path}")
 
 
-def open_writer(path: Path) -> sqlite3.Connection:
+def open_writer(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """Open (creating if needed) the database for writing: WAL, synchronous=FULL, migrated.
 
     ``synchronous=FULL`` makes every commit durable on disk, not only across a process crash:
@@ -165,9 +165,9 @@ def open_writer(path: Path) -> sqlite3.Connection:
     if path.exists():
         _check_header(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseCorruptError(f"cannot switch {path} to WAL mode (got {mode})")

@@ -73,6 +73,10 @@ class RecordSpool:
         """Records waiting in every spool file of the directory (all nodes that share it)."""
         return sum(_count(p) for p in self._files())
 
+    def pending_by_node(self) -> dict[str, int]:
+        """Records waiting per node (from the file names); 0 for a spool emptied by replay."""
+        return {p.stem.removeprefix("records-"): _count(p) for p in self._files()}
+
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []

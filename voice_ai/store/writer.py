@@ -17,9 +17,13 @@ from voice_ai.records import CallRecord
 from voice_ai.store.call_store import CallStore
 from voice_ai.store.outcome import StoreProblem, WriteOutcome, classify_store_error
 
-__all__ = ["StoreWriterCore"]
+__all__ = ["WRITER_BUSY_TIMEOUT_MS", "StoreWriterCore"]
 
 logger = logging.getLogger("voice_ai.store")
+# How long one write waits for a lock held by someone else (a VACUUM, a backup step) before it
+# answers LOCKED. Short, so the client's backoff, not a blocked writer, spans a long lock, and
+# the writer keeps answering health checks meanwhile.
+WRITER_BUSY_TIMEOUT_MS = 2_000
 
 
 class StoreWriterCore:
@@ -27,7 +31,8 @@ class StoreWriterCore:
                  opener: Callable[[Path, bool], CallStore] | None = None) -> None:
         self.db_path = db_path
         self._store_transcripts = store_transcripts
-        self._opener = opener or (lambda p, t: CallStore(p, store_transcripts=t))
+        self._opener = opener or (lambda p, t: CallStore(
+            p, store_transcripts=t, busy_timeout_ms=WRITER_BUSY_TIMEOUT_MS))
         self._store: CallStore | None = None
         self.failures: dict[StoreProblem, int] = {}
 
