@@ -19,6 +19,9 @@ from livekit.agents import AgentSession
 from livekit.agents.voice.events import UserInputTranscribedEvent
 
 from voice_ai.audio import frame_from_pcm, rms, rms_dbfs
+from voice_ai.config import Settings
+from voice_ai.pipeline.specs import CallSpec
+from voice_ai.pipeline.transports import answer_offer
 from voice_ai.records import EndReason, TurnTimings
 from voice_ai.webrtc.signalling import SdpAnswer, SdpOffer
 from voice_ai.webrtc.transport import CALLER_SAMPLE_RATE, WebRtcTransport
@@ -211,9 +214,16 @@ async def test_agent_hangup_and_transfer_are_told_to_the_page() -> None:
 
 
 async def test_an_abandoned_offer_ends_the_call_after_the_ice_timeout() -> None:
+    """Built from a CallSpec as a call actor does: watched, timeouts from Settings."""
     browser = _Browser()
-    transport = WebRtcTransport(await browser.offer(), ice_timeout_s=0.3)
-    await transport.accept()  # the page never receives the answer
+    spec = CallSpec(call_id="c1", webrtc_offer=await browser.offer())
+    assert spec.kind == "webrtc"
+    settings = Settings(_env_file=None, webrtc_ice_timeout_s=0.3,  # type: ignore[call-arg]
+                        call_silence_timeout_s=7)
+    transport, answer = await answer_offer(spec, settings)  # the page never gets the answer
+    assert "opus/48000/2" in answer.sdp
+    assert transport.watchdog is not None
+    assert transport.watchdog.limits.silence_timeout_s == 7
     t0 = time.monotonic()
     await transport.connect()
     assert 0.25 <= time.monotonic() - t0 < 2.0
@@ -221,3 +231,5 @@ async def test_an_abandoned_offer_ends_the_call_after_the_ice_timeout() -> None:
     assert "WEBRTC_ICE_TIMEOUT_S" in transport.end_detail
     await transport.aclose()
     await browser.close()
+    with pytest.raises(ValueError, match="exactly one of scenario, room or webrtc_offer"):
+        CallSpec(call_id="c2", room="call-x", webrtc_offer=spec.webrtc_offer)

@@ -12,9 +12,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from livekit import rtc
+from livekit.agents import tts
 from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
 
 from voice_ai.audio import pcm_of, resample_pcm, slice_frames
@@ -32,7 +33,8 @@ _POLL_S = 0.01
 
 
 class CallerVoice(Protocol):
-    """What the simulated caller speaks with (Piper, whatever the agent's own TTS is)."""
+    """What the simulated caller speaks with (Piper, whatever the agent's own TTS is): an
+    engine streaming PCM bytes, or a livekit ``tts.TTS`` (both are accepted)."""
 
     @property
     def sample_rate(self) -> int: ...
@@ -163,7 +165,7 @@ class SimulatedCaller(CallTransport):
     def __init__(
         self,
         scenario: Scenario,
-        voice: CallerVoice,
+        voice: CallerVoice | tts.TTS[Any],
         *,
         recorder: ConversationRecorder | None = None,
         clock: Callable[[], float] = time.time,
@@ -205,8 +207,13 @@ class SimulatedCaller(CallTransport):
         self._script = asyncio.create_task(self._run_script(), name="simulated-caller-script")
 
     async def _speech_frames(self, text: str) -> list[bytes]:
-        pcm = b"".join([chunk async for chunk in self._voice.synthesize(text)])
-        pcm = resample_pcm(pcm, self._voice.sample_rate, CALLER_SAMPLE_RATE)
+        voice = self._voice
+        if isinstance(voice, tts.TTS):
+            async with voice.synthesize(text) as stream:
+                pcm = pcm_of([event.frame async for event in stream])
+        else:
+            pcm = b"".join([chunk async for chunk in voice.synthesize(text)])
+        pcm = resample_pcm(pcm, voice.sample_rate, CALLER_SAMPLE_RATE)
         frame_ms = round(FRAME_S * 1000)
         return [pcm_of([f]) for f in slice_frames(pcm, CALLER_SAMPLE_RATE, frame_ms=frame_ms)]
 
@@ -256,6 +263,8 @@ class SimulatedCaller(CallTransport):
             transferred.cancel()
         if self._transferred.is_set():
             return EndReason.TRANSFERRED
+        if self._script.cancelled():  # hangup() before the script was done
+            return EndReason.AGENT_HANGUP
         return self._script.result()
 
     async def hangup(self) -> None:

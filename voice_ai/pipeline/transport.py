@@ -16,7 +16,8 @@ Life of a transport, driven by ``CallSession``:
 
 Actions the agent's tools use during the call: ``transfer(to_number)`` hands the caller to a
 person (the call then ends with ``EndReason.TRANSFERRED``), ``send_dtmf(digits)`` presses keys
-(outbound calls into phone menus). ``report_turn(turn)`` shows a finished turn to the caller's
+(outbound calls into phone menus), ``end_call()`` hangs up after the agent's goodbye
+(``EndReason.AGENT_HANGUP``). ``report_turn(turn)`` shows a finished turn to the caller's
 side where it can display it (the browser page).
 
 A subclass writes the ``_``-hooks: ``_attach_audio`` (default: ``audio_input`` /
@@ -105,6 +106,7 @@ class CallTransport(ABC):
     """Set by ``build_transport`` for every call; ``None`` runs the call unwatched."""
     end_detail: str = ""
     """A line on why the call ended, when the end reason alone does not say it."""
+    _agent_end: asyncio.Event | None = None  # set by end_call(); created on first use
 
     @property
     def audio_input(self) -> AudioInput:
@@ -140,24 +142,41 @@ class CallTransport(ABC):
 
     async def wait_ended(self) -> EndReason:
         """Return once the call is over: the transport's own reason (caller hung up, scenario
-        done, transferred, ...) or the watchdog's (silence, too long), whichever comes first."""
-        if self.watchdog is None:
-            return await self._wait_ended()
+        done, transferred, ...), the agent's ``end_call()``, or the watchdog's (silence, too
+        long), whichever comes first."""
         ended = asyncio.ensure_future(self._wait_ended())
-        zombie = asyncio.ensure_future(self.watchdog.watch())
+        agent = asyncio.ensure_future(self._agent_ending().wait())
+        waits: list[asyncio.Future[Any]] = [ended, agent]
+        zombie = None
+        if self.watchdog is not None:
+            zombie = asyncio.ensure_future(self.watchdog.watch())
+            waits.append(zombie)
         try:
-            await asyncio.wait({ended, zombie}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (ended, zombie):
+            for task in waits:
                 if not task.done():
                     task.cancel()
         if ended.done() and not ended.cancelled():
             return ended.result()
+        if agent.done() and not agent.cancelled():
+            return EndReason.AGENT_HANGUP
+        assert zombie is not None and self.watchdog is not None
         reason = zombie.result()
         self.end_detail = _WATCHDOG_DETAIL[reason].format(limits=self.watchdog.limits)
         log.warning("call ended by the watchdog",
                     extra={"end_reason": reason.value, "detail": self.end_detail})
         return reason
+
+    async def end_call(self) -> None:
+        """The agent ends the call mid-conversation (say goodbye first and let it play):
+        ``wait_ended()`` returns ``AGENT_HANGUP`` and the caller is hung up as usual."""
+        self._agent_ending().set()
+
+    def _agent_ending(self) -> asyncio.Event:
+        if self._agent_end is None:
+            self._agent_end = asyncio.Event()
+        return self._agent_end
 
     @abstractmethod
     async def _wait_ended(self) -> EndReason:

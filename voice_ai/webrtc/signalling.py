@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from aiortc.sdp import SessionDescription
+from enum import StrEnum
+from typing import Any, Protocol
 
 from voice_ai.errors import VoiceAIError
 
-__all__ = ["MAX_OFFER_BYTES", "OfferError", "SdpAnswer", "SdpOffer"]
+__all__ = ["MAX_OFFER_BYTES", "OfferDecision", "OfferError", "OfferResult", "SdpAnswer",
+           "SdpOffer", "TalkCallPort"]
 
 # A browser's audio + data channel offer with its host candidates is 2-6 KiB.
 MAX_OFFER_BYTES = 64 * 1024
@@ -70,9 +70,38 @@ class SdpAnswer:
         return {"type": self.type, "sdp": self.sdp}
 
 
+class OfferDecision(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # over MAX_CONCURRENT_CALLS: recorded rejected_busy, page shows why
+    FAILED = "failed"  # admitted, but no call actor could answer: recorded as an error
+
+
+@dataclass(frozen=True, slots=True)
+class OfferResult:
+    """What the dispatcher answers to a browser's offer. ``answer`` is set when accepted."""
+
+    decision: OfferDecision
+    call_id: str
+    answer: SdpAnswer | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.decision is OfferDecision.ACCEPTED) != (self.answer is not None):
+            raise ValueError("an accepted offer carries an answer, and only an accepted one")
+
+
+class TalkCallPort(Protocol):
+    """Admits a browser call like any other (limits, busy path) and has a call actor answer
+    it. The Ray dispatcher implements it; tests use an in-process one."""
+
+    async def offer_call(self, offer: SdpOffer) -> OfferResult: ...
+
+
 def _check_sdp(sdp: str) -> None:
     if not sdp.lstrip().startswith("v=0"):
         raise OfferError("SDP offer must start with 'v=0'")
+    from aiortc.sdp import SessionDescription  # 0.6 s of imports: only where offers arrive
+
     try:
         session = SessionDescription.parse(sdp)
     except Exception as e:  # the parser raises whatever a bad line trips (Value/Index/Key...)
