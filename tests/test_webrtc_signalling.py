@@ -49,7 +49,7 @@ def test_a_browser_offer_is_accepted(browser_sdp: str) -> None:
     (_body("v=0\r\n", kind="answer"), "type must be 'offer', got 'answer'"),
     (_body("v=0\r\n", kind=None), "type must be the string 'offer'"),
     (_body("hello"), "must start with 'v=0'"),
-    (b"x" * (MAX_OFFER_BYTES + 1), "larger than 65536 bytes"),
+    (b"x" * (MAX_OFFER_BYTES + 1), "larger than 32768 bytes"),
 ])
 def test_malformed_offers_are_refused_with_a_clear_line(body: bytes, message: str) -> None:
     with pytest.raises(OfferError, match=message):

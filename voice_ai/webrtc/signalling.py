@@ -20,8 +20,9 @@ from voice_ai.errors import VoiceAIError
 __all__ = ["MAX_OFFER_BYTES", "OfferDecision", "OfferError", "OfferResult", "SdpAnswer",
            "SdpOffer", "TalkCallPort"]
 
-# A browser's audio + data channel offer with its host candidates is 2-6 KiB.
-MAX_OFFER_BYTES = 64 * 1024
+# A browser's audio + data channel offer with its host candidates is 2-6 KiB. Under the Serve
+# app's 64 KiB body cap, so an oversized offer gets this module's 400, a huge body a 413.
+MAX_OFFER_BYTES = 32 * 1024
 
 
 class OfferError(VoiceAIError):
