@@ -65,3 +65,9 @@ def test_only_ascii_digits_make_a_dialable_number(raw: str) -> None:
 def test_the_mask_hides_numbers_written_in_other_scripts_too() -> None:
     fullwidth = "+\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10\uff10\uff16\uff17"
     assert mask_phone(fullwidth) == "+1********67"
+
+
+def test_redact_numbers_masks_numbers_read_out_with_separators() -> None:
+    assert redact_numbers("call me on 555 010 0068 or (555) 010-0069") == (
+        "call me on ********68 or (********69")
+    assert redact_numbers("turn 3 took 1.25 s") == "turn 3 took 1.25 s"

@@ -1,7 +1,7 @@
-"""Keep phone numbers and secrets out of log lines.
+"""Keep phone numbers and secrets out of log lines and out of everything stored.
 
-Two passes, applied to every line the log files receive and to every record before it leaves an
-actor's process (so a raw number never crosses the network either):
+Two passes, applied to every line the log files receive and, through ``scrub_record``, to every
+call record and event the store writes (SQLite, and so its backups) or spools:
 
 - phone numbers: anything that looks like an E.164 number (``+`` then 8-15 digits of any
   script, separators allowed) and the digits of ``sip:``/``tel:`` URIs are masked with the
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
-from voice_ai.telephony.phone import mask_phone
+from voice_ai.records import CallRecord, TurnTimings
+from voice_ai.telephony.phone import mask_phone, redact_numbers
 
-__all__ = ["LOG_RECORD_ATTRS", "REDACTED", "Scrubber", "ScrubbingFilter"]
+__all__ = ["LOG_RECORD_ATTRS", "REDACTED", "Scrubber", "ScrubbingFilter", "scrub_record"]
 
 REDACTED = "[REDACTED]"
 
@@ -82,3 +84,23 @@ class ScrubbingFilter(logging.Filter):
         setattr(record, "_voice_ai_scrubbed", True)  # noqa: B010  # LogRecord has no such attr
         return True
 
+
+
+def scrub_record(record: CallRecord, scrub: Callable[[str], str]) -> CallRecord:
+    """``record`` with every free-text field through ``scrub`` (the log scrubber), ready to be
+    stored. Transcripts and the error text also lose every run of 7+ digits
+    (``redact_numbers``): a caller who reads out a number says it without a ``+``, and a
+    provider's error may quote one the same way."""
+
+    def turn(t: TurnTimings) -> TurnTimings:
+        return replace(t, user_text=redact_numbers(scrub(t.user_text)),
+                       agent_text=redact_numbers(scrub(t.agent_text)))
+
+    return replace(
+        record,
+        caller_masked=scrub(record.caller_masked),
+        node_id=scrub(record.node_id),
+        error=redact_numbers(scrub(record.error)),
+        recording_path=scrub(record.recording_path),
+        turns=tuple(turn(t) for t in record.turns),
+    )

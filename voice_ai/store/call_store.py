@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from voice_ai.observability.scrub import Scrubber, scrub_record
 from voice_ai.records import CallRecord, TurnTimings
 from voice_ai.store.errors import StoreError, WriterRunningError
 from voice_ai.store.schema import BUSY_TIMEOUT_MS, open_writer
@@ -111,11 +112,15 @@ class CallStore:
         *,
         store_transcripts: bool = False,
         clock: Callable[[], float] = time.time,
+        scrub: Callable[[str], str] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.db_path = db_path
         self._store_transcripts = store_transcripts
         self._clock = clock
+        # what the log files get: numbers masked, secrets redacted, at the write boundary
+        # (pass Scrubber(configured keys) to also catch the exact keys)
+        self._scrub = scrub or Scrubber()
         try:
             self._lock_fd = _lock(db_path, fcntl.LOCK_SH)
         except BlockingIOError:
@@ -128,6 +133,7 @@ class CallStore:
 
     def write_call(self, record: CallRecord) -> bool:
         """Commit ``record`` and its turns; ``True`` if new, ``False`` if already stored."""
+        record = scrub_record(record, self._scrub)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -164,7 +170,8 @@ class CallStore:
     ) -> bool:
         """Commit one event; ``True`` if new. Pass the same ``event_id`` when retrying."""
         cur = self._conn.execute(
-            _EVENT_SQL, (event_id or uuid.uuid4().hex, ts, kind, component, detail)
+            _EVENT_SQL, (event_id or uuid.uuid4().hex, ts, kind, self._scrub(component),
+                         self._scrub(detail))
         )
         return cur.rowcount == 1
 

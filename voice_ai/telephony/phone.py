@@ -73,14 +73,16 @@ def mask_phone(value: str) -> str:
     return f"{'*' * (len(digits) - _KEEP_LAST)}{digits[-_KEEP_LAST:]}"
 
 
-_NUMBER_IN_TEXT = re.compile(r"\+?\d{7,15}")
+# 7-15 digits, up to two separators (space . - ( )) between them: "(555) 010-0067" too
+_NUMBER_IN_TEXT = re.compile(r"(?<!\d)\+?\d(?:[\s.()-]{0,2}\d){6,14}(?!\d)")
 
 
 def redact_numbers(text: str) -> str:
     """Mask every phone-number-like run of digits in free text (room names, SIP identities).
 
     LiveKit's per-caller dispatch rule names rooms ``call-_<caller number>_<random>``; anything
-    that shows a room name passes it through this. Unlike the log scrubber it also masks
-    runs of digits without a ``+`` (a room name holds nothing else that long).
+    that shows a room name passes it through this, and so do stored transcripts. Unlike the
+    log scrubber it also masks digits without a ``+`` (a caller reads a number out without
+    one; a room name holds nothing else that long).
     """
     return _NUMBER_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
