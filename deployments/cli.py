@@ -7,6 +7,7 @@ Ray starts, so a mistake costs one line and exit code 2, and leaves no Ray proce
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import socket
 import time
@@ -74,7 +75,7 @@ def run(
     scenario: Annotated[Path | None, typer.Option(
         "--scenario", help="Scenario YAML (default: every file in scenarios/, in turn).")] = None,
     exit_after: Annotated[bool, typer.Option(
-        "--exit", help="Exit after the calls instead of serving :8000 until Ctrl-C.")] = False,
+        "--exit", help="Exit after the calls instead of serving until Ctrl-C.")] = False,
     dashboard: Annotated[bool, typer.Option(
         "--dashboard", help="Start the Ray dashboard too.")] = False,
 ) -> None:
@@ -85,6 +86,11 @@ def run(
     if port_in_use(settings.http_host, settings.http_port):
         raise fail(f"HTTP_PORT={settings.http_port} is already in use; stop what holds it or "
                    f"set HTTP_PORT", code=2)
+    if settings.internal_http_port and port_in_use(settings.internal_http_host,
+                                                   settings.internal_http_port):
+        raise fail(f"INTERNAL_HTTP_PORT={settings.internal_http_port} is already in use; stop "
+                   "what holds it or set INTERNAL_HTTP_PORT", code=2)
+    _require_ray_token_auth()
 
     from deployments.local import LocalSystem, print_results
 
@@ -97,14 +103,27 @@ def run(
             if failed:
                 raise typer.Exit(1)
             return
-        console.print(f"[bold]serving[/] http://localhost:{settings.http_port}/health, "
-                      f"/health/detailed, /metrics — Ctrl-C to stop")
+        from deployments.internal_face import internal_url
+
+        console.print(f"[bold]serving[/] http://{settings.http_host}:{settings.http_port}/health"
+                      f" (public face); {internal_url(settings)}/health/detailed, /metrics, "
+                      "/docs (internal face) — Ctrl-C to stop")
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopping")
+
+
+def _require_ray_token_auth() -> None:
+    """The local Ray cluster this command starts accepts only clients holding its token
+    (Ray generates one in ~/.ray/auth_token). Explicit, not left to Ray's default, which
+    changed between releases; RAY_AUTH_MODE=disabled is honoured with a warning."""
+    mode = os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if mode.lower() != "token":
+        console.print(f"[yellow]warning:[/] RAY_AUTH_MODE={mode}: the local Ray cluster accepts "
+                      "any client that reaches it (docs/security.md)")
 
 
 def _interrupt(*_: object) -> None:
