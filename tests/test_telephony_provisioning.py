@@ -28,6 +28,7 @@ OPEN_TRUNK_YAML = "\n".join(
     line for line in SPEC_YAML.splitlines() if not line.startswith(("  auth_", "  allowed_"))
 )
 ENV = {"SIP_TRUNK_PASSWORD": "trunk-password-for-tests"}
+KEY = bytes(range(32))  # a test-only fingerprint key
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -45,9 +46,9 @@ async def test_provision_creates_then_changes_nothing_the_second_time(tmp_path: 
     async with FakeLiveKitServer() as server:
         lk = _client(server)
         try:
-            first = await provision(lk, spec, password)
+            first = await provision(lk, spec, password, fingerprint_key=KEY)
             writes_after_first = list(server.writes)
-            second = await provision(lk, spec, password)
+            second = await provision(lk, spec, password, fingerprint_key=KEY)
         finally:
             await lk.aclose()
 
@@ -77,9 +78,10 @@ async def test_a_changed_file_updates_only_what_changed(tmp_path: Path) -> None:
     async with FakeLiveKitServer() as server:
         lk = _client(server)
         try:
-            await provision(lk, spec, password)
-            result = await provision(lk, changed, password)
-            new_password = await provision(lk, changed, "rotated-password-for-tests")
+            await provision(lk, spec, password, fingerprint_key=KEY)
+            result = await provision(lk, changed, password, fingerprint_key=KEY)
+            new_password = await provision(lk, changed, "rotated-password-for-tests",
+                                           fingerprint_key=KEY)
             overview = await show(lk)
         finally:
             await lk.aclose()
@@ -130,7 +132,7 @@ async def test_two_trunks_with_our_name_stop_provisioning(tmp_path: Path) -> Non
     async with FakeLiveKitServer() as server:
         lk = _client(server)
         try:
-            await provision(lk, spec, password)
+            await provision(lk, spec, password, fingerprint_key=KEY)
             existing = next(iter(server.state.inbound_trunks.values()))
             twin = api.SIPInboundTrunkInfo()
             twin.CopyFrom(existing)
@@ -138,7 +140,46 @@ async def test_two_trunks_with_our_name_stop_provisioning(tmp_path: Path) -> Non
             server.state.inbound_trunks["ST_twin"] = twin
             writes = list(server.writes)
             with pytest.raises(ProvisionError, match="2 inbound trunks are named"):
-                await provision(lk, spec, password)
+                await provision(lk, spec, password, fingerprint_key=KEY)
         finally:
             await lk.aclose()
     assert server.writes == writes
+
+
+async def test_the_password_fingerprint_is_an_hmac_with_a_local_key(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    spec, password = load_spec(_write(tmp_path, SPEC_YAML), ENV)
+    async with FakeLiveKitServer() as server:
+        lk = _client(server)
+        try:
+            await provision(lk, spec, password, fingerprint_key=KEY)
+            first = json.loads((await show(lk)).trunks[0].metadata)["auth"]
+            other_key = await provision(lk, spec, password, fingerprint_key=b"k" * 32)
+            second = json.loads((await show(lk)).trunks[0].metadata)["auth"]
+        finally:
+            await lk.aclose()
+    # without the key nobody can test a password guess against the metadata
+    for guess in (password, f"voice-ai:{spec.trunk.name}:{password}"):
+        assert hashlib.sha256(guess.encode()).hexdigest()[:16] not in first
+        assert hashlib.sha256(guess.encode()).hexdigest() != first
+    assert len(first) == 64 and first != second
+    assert other_key.trunk_action == "updated"  # another key: re-sent once, then stable
+
+
+def test_the_local_key_is_made_once_with_mode_0600(tmp_path: Path) -> None:
+    import stat
+
+    from tests.telephony_helpers import telephony_settings
+    from voice_ai.telephony.provisioning import load_fingerprint_key
+
+    settings = telephony_settings(data_dir=tmp_path / "data")
+    key = load_fingerprint_key(settings)
+    path = tmp_path / "data" / "sip_fingerprint.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) == 32 and load_fingerprint_key(settings) == key
+    configured = telephony_settings(sip_fingerprint_key="a-key-from-the-environment")
+    assert load_fingerprint_key(configured) == b"a-key-from-the-environment"
+    with pytest.raises(ProvisionError, match="too short"):
+        load_fingerprint_key(telephony_settings(sip_fingerprint_key="short"))

@@ -28,6 +28,7 @@ from voice_ai.telephony.provisioning import (
     ProvisionResult,
     ProvisionSpec,
     SipOverview,
+    load_fingerprint_key,
     load_spec,
     provision,
     show,
@@ -55,9 +56,11 @@ def _user_errors() -> Iterator[None]:
 
 
 async def _provision(spec: ProvisionSpec, password: str) -> ProvisionResult:
-    lk = open_livekit_api(load_settings())
+    settings = load_settings()
+    key = load_fingerprint_key(settings)
+    lk = open_livekit_api(settings)
     try:
-        return await provision(lk, spec, password)
+        return await provision(lk, spec, password, fingerprint_key=key)
     finally:
         await lk.aclose()
 

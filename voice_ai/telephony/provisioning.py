@@ -4,13 +4,21 @@
 when they differ from the file, and left alone otherwise, so a second run reports
 ``unchanged`` twice and sends no write. Everything is validated before the first request: a
 bad file changes nothing.
+
+LiveKit need not echo a trunk's password back, so the trunk's metadata carries a fingerprint
+of it to tell whether it changed: an HMAC-SHA256 keyed with a key that never leaves our side
+(``SIP_FINGERPRINT_KEY``, or ``DATA_DIR/sip_fingerprint.key`` made on first use, mode 0600).
+Whoever can read trunk metadata cannot test password guesses against it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import json
+import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +38,7 @@ from livekit.protocol.sip import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from voice_ai.config import Settings
 from voice_ai.telephony.phone import parse_e164
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "ProvisionSpec",
     "SipOverview",
     "TrunkSpec",
+    "load_fingerprint_key",
     "load_spec",
     "provision",
     "show",
@@ -160,17 +170,43 @@ def load_spec(path: Path, env: Mapping[str, str]) -> tuple[ProvisionSpec, str]:
     return spec, password
 
 
-def _metadata(spec: TrunkSpec, password: str) -> str:
-    # LiveKit need not echo the password back, so a fingerprint in metadata tells whether it
-    # changed; it is salted with the trunk name and truncated.
-    digest = hashlib.sha256(f"{MANAGED_BY}:{spec.name}:{password}".encode()).hexdigest()[:16]
-    return json.dumps({"managed_by": MANAGED_BY, "auth": digest}, sort_keys=True)
+FINGERPRINT_KEY_FILE = "sip_fingerprint.key"
 
 
-def _desired_trunk(spec: TrunkSpec, password: str) -> SIPInboundTrunkInfo:
+def load_fingerprint_key(settings: Settings) -> bytes:
+    """``SIP_FINGERPRINT_KEY``, else the key in ``DATA_DIR/sip_fingerprint.key`` (created with
+    32 random bytes and mode 0600 the first time)."""
+    if settings.sip_fingerprint_key is not None:
+        key = settings.sip_fingerprint_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise ProvisionError("SIP_FINGERPRINT_KEY is too short: use at least 16 characters")
+        return key
+    path = settings.data_dir / FINGERPRINT_KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        raise ProvisionError(f"{path}: not a fingerprint key ({type(e).__name__}); "
+                             "delete it to make a new one") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.hex())
+    return key
+
+
+def _metadata(spec: TrunkSpec, password: str, key: bytes) -> str:
+    fingerprint = hmac.new(key, f"{MANAGED_BY}:{spec.name}:{password}".encode(),
+                           hashlib.sha256).hexdigest() if password else ""
+    return json.dumps({"managed_by": MANAGED_BY, "auth": fingerprint}, sort_keys=True)
+
+
+def _desired_trunk(spec: TrunkSpec, password: str, key: bytes) -> SIPInboundTrunkInfo:
     return SIPInboundTrunkInfo(
         name=spec.name,
-        metadata=_metadata(spec, password),
+        metadata=_metadata(spec, password, key),
         numbers=spec.numbers,
         allowed_addresses=spec.allowed_addresses,
         auth_username=spec.auth_username,
@@ -218,11 +254,11 @@ def _by_name(items: list[_Named], what: str, name: str) -> _Named | None:
 
 
 async def _ensure_trunk(
-    lk: api.LiveKitAPI, spec: TrunkSpec, password: str
+    lk: api.LiveKitAPI, spec: TrunkSpec, password: str, key: bytes
 ) -> tuple[str, Action]:
     listed = await lk.sip.list_inbound_trunk(ListSIPInboundTrunkRequest())
     have = _by_name(list(listed.items), "inbound trunk", spec.name)
-    want = _desired_trunk(spec, password)
+    want = _desired_trunk(spec, password, key)
     if have is None:
         created = await lk.sip.create_inbound_trunk(CreateSIPInboundTrunkRequest(trunk=want))
         return created.sip_trunk_id, "created"
@@ -250,9 +286,11 @@ async def _ensure_rule(
     return have.sip_dispatch_rule_id, "updated"
 
 
-async def provision(lk: api.LiveKitAPI, spec: ProvisionSpec, password: str = "") -> ProvisionResult:
-    """Create or update the inbound trunk, then the dispatch rule that points at it."""
-    trunk_id, trunk_action = await _ensure_trunk(lk, spec.trunk, password)
+async def provision(lk: api.LiveKitAPI, spec: ProvisionSpec, password: str = "", *,
+                    fingerprint_key: bytes) -> ProvisionResult:
+    """Create or update the inbound trunk, then the dispatch rule that points at it.
+    ``fingerprint_key``: ``load_fingerprint_key(settings)``."""
+    trunk_id, trunk_action = await _ensure_trunk(lk, spec.trunk, password, fingerprint_key)
     rule_id, rule_action = await _ensure_rule(lk, spec.dispatch_rule, trunk_id)
     return ProvisionResult(trunk_id, trunk_action, rule_id, rule_action)
 
