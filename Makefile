@@ -55,9 +55,17 @@ clean:
 
 # Cluster launch (docs/RUNBOOK.md): on-prem by default, CLUSTER=cluster.aws.yaml for AWS.
 CLUSTER ?= cluster.yaml
-.PHONY: cluster-up cluster-down runbook-check
+.PHONY: cluster-up cluster-down runbook-check cluster-token
 
-cluster-up: install
+# The Ray cluster token (docs/security.md): made once, never committed (secrets/ is gitignored
+# and rsync-excluded); `ray up` copies it to ~/.ray/auth_token on every node.
+cluster-token: secrets/ray_auth_token
+
+secrets/ray_auth_token:
+	@umask 077 && mkdir -p secrets && $(PYTHON) -I -c "import secrets; print(secrets.token_hex(32), end='')" > $@.partial && mv $@.partial $@
+	@echo "made $@ (mode 600): keep it out of git; ray up provisions it on every node"
+
+cluster-up: install secrets/ray_auth_token
 	$(BIN)/ray up -y $(CLUSTER)
 
 cluster-down: install
