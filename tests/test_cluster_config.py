@@ -14,6 +14,8 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.serve.schema import ServeDeploySchema
 
+from voice_ai.config import Settings
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +136,47 @@ def test_no_secret_is_copied_to_the_nodes(name: str) -> None:
         assert ".env" not in Path(local).name, f"{name} mounts {local}"
 
 
-def test_make_cluster_token_writes_a_private_token_once(tmp_path: Path) -> None:
+def test_make_cluster_token_keeps_the_token_private() -> None:
     out = subprocess.run(["make", "-n", "-o", "install", "cluster-token"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    assert "secrets/ray_auth_token" in out and "umask 077" in out
+    assert "umask 077" in out and "secrets/ray_auth_token" in out
+
+
+def test_aws_has_cpu_workers_for_calls_and_gpu_workers_from_zero_for_whisper() -> None:
+    types = _prepared("cluster.aws.yaml")["available_node_types"]
+    gpu = [t for t in types.values() if t["resources"].get("GPU", 0) >= 1]
+    cpu = [t for n, t in types.items() if n != "head" and not t["resources"].get("GPU")]
+    assert len(gpu) == 1 and gpu[0]["min_workers"] == 0 and gpu[0]["max_workers"] >= 1
+    assert len(cpu) == 1 and cpu[0]["min_workers"] >= 1 and cpu[0]["resources"]["CPU"] >= 8
+
+
+def test_on_prem_lists_head_and_worker_ips() -> None:
+    config = _prepared("cluster.yaml")
+    assert config["provider"]["type"] == "local"
+    assert config["provider"]["head_ip"] and len(config["provider"]["worker_ips"]) >= 1
+    node_type = config["available_node_types"][config["head_node_type"]]
+    assert node_type["max_workers"] == len(config["provider"]["worker_ips"])
+
+
+def test_serve_config_validates_and_names_the_app_builder() -> None:
+    raw = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(raw)
+    (app,) = schema.applications
+    assert app.import_path == "deployments.app:build_app"
+    assert schema.http_options.port == 8000
+    # the proxy's backstop deadline sits above the app's own (HTTP_REQUEST_TIMEOUT_S)
+    assert schema.http_options.request_timeout_s is not None
+    assert schema.http_options.request_timeout_s > Settings().http_request_timeout_s
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("cluster-up", "ray up -y cluster.yaml"),
+    ("cluster-down", "ray down -y cluster.yaml"),
+    ("cluster-up CLUSTER=cluster.aws.yaml", "ray up -y cluster.aws.yaml"),
+    ("cluster-token", "secrets/ray_auth_token"),
+])
+def test_make_targets_wrap_ray_up_and_down(target: str, expected: str) -> None:
+    # -n prints the recipe without running it; -o install skips the install prerequisite
+    out = subprocess.run(["make", "-n", "-o", "install", *target.split()], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert expected in out
