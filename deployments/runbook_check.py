@@ -4,7 +4,8 @@ against a live system started the production way (`serve deploy serve_config.yam
 Commands are read from the runbook's ```bash blocks, one per line; a line ending in
 ``# needs a cluster`` acts on machines and is listed, not run. The rest run in order with bash
 in a scratch directory that holds the system's ``logs/``, ``data/`` and ``backups/``, with
-``localhost:8000`` pointed at this run's port. A command must exit 0 and name no missing file;
+``localhost:8000`` (the public face) and ``localhost:8001`` (the internal face) pointed at this
+run's ports. A command must exit 0 and name no missing file;
 a bare ``grep`` (no pipe) may exit 1, which means "no such lines". Prints one line per
 command and exits 1 if any failed.
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = ROOT / "docs" / "RUNBOOK.md"
 CLUSTER_ONLY = "# needs a cluster"
 DOC_PORT = 8000
+DOC_INTERNAL_PORT = 8001
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def _wait_healthy(port: int, timeout_s: float = 420.0) -> None:
         time.sleep(2.0)
 
 
-def _prepare_workdir(work: Path, port: int) -> dict[str, str]:
+def _prepare_workdir(work: Path, port: int, internal_port: int) -> dict[str, str]:
     """serve_config.yaml (this run's port) and scenarios/ beside the state dirs; the env."""
     config = (ROOT / "serve_config.yaml").read_text()
     config = re.sub(r"(\n\s*port:\s*)\d+", rf"\g<1>{port}", config, count=1)
@@ -92,6 +94,7 @@ def _prepare_workdir(work: Path, port: int) -> dict[str, str]:
         "DATA_DIR": str(work / "data"), "LOG_DIR": str(work / "logs"),
         "DB_PATH": str(work / "data" / "voice_ai.db"), "BACKUP_DIR": str(work / "backups"),
         "RECORDINGS_DIR": str(work / "data" / "recordings"), "HTTP_PORT": str(port),
+        "INTERNAL_HTTP_PORT": str(internal_port),
         "WARM_CALL_ACTORS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
         # a throwaway loopback cluster: no token to hand to the CLI clients (serve, ray status)
         "RAY_AUTH_MODE": "disabled",
@@ -100,13 +103,15 @@ def _prepare_workdir(work: Path, port: int) -> dict[str, str]:
     return env
 
 
-def run(commands: list[Command], work: Path, env: dict[str, str], port: int) -> int:
+def run(commands: list[Command], work: Path, env: dict[str, str], port: int,
+        internal_port: int) -> int:
     failures = 0
     for c in commands:
         if not c.runnable:
             print(f"SKIP  line {c.line}: {c.text}")
             continue
-        cmd = c.text.replace(f"localhost:{DOC_PORT}", f"localhost:{port}")
+        cmd = c.text.replace(f"localhost:{DOC_PORT}", f"localhost:{port}").replace(
+            f"localhost:{DOC_INTERNAL_PORT}", f"localhost:{internal_port}")
         started = time.perf_counter()
         proc = subprocess.run(["bash", "-c", cmd], cwd=work, env=env, capture_output=True,
                               text=True, timeout=600)
@@ -131,10 +136,10 @@ def main() -> None:
     import ray
 
     commands = runbook_commands(RUNBOOK.read_text())
-    port, dash = _free_port(), _free_port()
+    port, dash, internal_port = _free_port(), _free_port(), _free_port()
     with tempfile.TemporaryDirectory(prefix="voice-ai-runbook-") as tmp:
         work = Path(tmp)
-        env = _prepare_workdir(work, port)
+        env = _prepare_workdir(work, port, internal_port)
         os.environ.update({k: v for k, v in env.items() if k != "PATH"})  # Ray workers inherit
         os.chdir(work)
         # address="local": always a new cluster, never one another process started here
@@ -147,8 +152,8 @@ def main() -> None:
             # to grep, report and restore; then every command of the runbook in order
             setup = [Command(0, "serve deploy serve_config.yaml"),
                      Command(0, "voice-ai call test"), Command(0, "voice-ai backup")]
-            failures = run(setup, work, env, port)
-            failures += run(commands, work, env, port) if not failures else 0
+            failures = run(setup, work, env, port, internal_port)
+            failures += run(commands, work, env, port, internal_port) if not failures else 0
         finally:
             ray.shutdown()
     ran = sum(c.runnable for c in commands)

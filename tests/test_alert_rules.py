@@ -109,7 +109,8 @@ def test_prometheus_config_scrapes_the_app_and_ray() -> None:
     config = yaml.safe_load((GRAFANA / "prometheus.yml").read_text(encoding="utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["voice_ai"]["metrics_path"] == "/metrics"
-    assert jobs["voice_ai"]["static_configs"][0]["targets"] == ["localhost:8000"]
+    # the internal face (INTERNAL_HTTP_PORT), never the public :8000
+    assert jobs["voice_ai"]["static_configs"][0]["targets"] == ["localhost:8001"]
     assert jobs["ray"]["file_sd_configs"][0]["files"] == [
         "/tmp/ray/prom_metrics_service_discovery.json"
     ]

@@ -128,6 +128,13 @@ def test_ray_up_provisions_the_token_from_a_file_git_ignores(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_prometheus_on_the_head_listens_on_loopback(name: str) -> None:
+    setup = " ".join(_prepared(name)["head_setup_commands"])
+    assert "--web.listen-address=127.0.0.1:9090" in setup
+    assert "--config.file=/opt/voice-ai/grafana/prometheus.yml" in setup
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
 def test_no_secret_is_copied_to_the_nodes(name: str) -> None:
     config = _prepared(name)
     excluded = set(config["rsync_exclude"])

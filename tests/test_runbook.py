@@ -55,7 +55,7 @@ def test_only_machine_level_commands_are_left_to_a_real_cluster() -> None:
     skipped = [c.text for c in COMMANDS if not c.runnable]
     assert skipped
     for text in skipped:
-        assert re.match(r"(make cluster-(up|down)|ray (up|down|exec))", text), text
+        assert re.match(r"(make cluster-(up|down)|ray (up|down|exec|dashboard|attach))", text), text
 
 
 def test_no_seed_only_tooling_is_left() -> None:

@@ -70,7 +70,8 @@ ALERTS = (
     Alert(
         "VoiceAIDown", 'up{job="voice_ai"} == 0 or absent(up{job="voice_ai"})', "1m", "P0",
         "Voice AI agent is down",
-        "Prometheus cannot scrape :8000/metrics: no calls are being processed.",
+        "Prometheus cannot scrape the internal face's /metrics (:8001): no calls are being "
+        "processed.",
         "complete-system-failure",
     ),
     Alert(
@@ -182,6 +183,16 @@ ALERTS = (
         "Node {{ $labels.node }} holds call records the store did not take (locked, full disk "
         "or wrong schema); they are replayed when the store takes writes again.",
         "records-waiting-in-the-spool",
+    ),
+    # Issue #14 item 6: a wrong LIVEKIT_API_SECRET silently drops every inbound call; stale,
+    # future-dated or replayed webhooks mean a clock problem or someone resending them.
+    Alert(
+        "VoiceAIWebhooksRejected",
+        f"sum by (reason) (increase({_n('webhooks_rejected')}[{WINDOW}])) > 3", "5m", "P1",
+        "LiveKit webhooks refused",
+        "More than 3 webhooks refused in 5m with reason {{ $labels.reason }}; with reason "
+        "signature every inbound call may be lost.",
+        "refused-webhooks-voiceaiwebhooksrejected",
     ),
 )
 
