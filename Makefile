@@ -36,6 +36,12 @@ system-deps:
 	  echo ">>> installing Debian packages: prometheus sqlite3"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus sqlite3 >/dev/null; \
 	fi
+	@# the call page's browser test (tests/test_talk_chromium.py) skips, saying why, without it
+	@if ! command -v chromium >/dev/null; then \
+	  echo ">>> installing Debian packages: chromium chromium-driver"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo ">>> chromium could not be installed: the browser test of /talk will be skipped"; \
+	fi
 
 run: install
 	$(BIN)/voice-ai run --calls 3

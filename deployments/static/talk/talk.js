@@ -13,6 +13,7 @@ const AGENT_GAP_MS = 300;  // agent quiet this long before a new onset counts as
 const talk = window.talk = {
   state: "idle", callId: null, transcript: [], turns: [], heard: [], end: null,
   agentPeakDb: -Infinity, error: null,
+  marks: [],  // when you spoke and when the agent's audio began, ms from the start of the call
 };
 const $ = (id) => document.getElementById(id);
 let pc = null, channel = null, micStream = null, audioCtx = null, meterTimer = null;
@@ -110,18 +111,29 @@ function startMeters(localStream, remoteStream) {
   audioCtx.createMediaStreamSource(remoteStream).connect(agent);
   const micBuf = new Float32Array(mic.fftSize), agentBuf = new Float32Array(agent.fftSize);
   let lastSpeech = null, spokeSinceReply = false, lastAgent = -Infinity;
+  const t0 = performance.now();
   meterTimer = setInterval(() => {
     const now = performance.now();
     const micDb = levelDb(mic, micBuf), agentDb = levelDb(agent, agentBuf);
     $("mic-level").value = Math.max(-70, micDb);
     $("agent-level").value = Math.max(-70, agentDb);
-    if (micDb > SPEECH_DB) { lastSpeech = now; spokeSinceReply = true; }
+    if (micDb > SPEECH_DB) {
+      if (lastSpeech === null || now - lastSpeech > AGENT_GAP_MS) {
+        talk.marks.push({ speech_from_ms: Math.round(now - t0) });
+      }
+      lastSpeech = now;
+      spokeSinceReply = true;
+      talk.marks.at(-1).speech_to_ms = Math.round(now - t0);
+    }
     if (agentDb > AGENT_DB) {
       talk.agentPeakDb = Math.max(talk.agentPeakDb, agentDb);
-      if (now - lastAgent > AGENT_GAP_MS && spokeSinceReply && lastSpeech !== null) {
-        talk.heard.push(Math.round(now - lastSpeech));  // end of your speech -> agent audio
-        spokeSinceReply = false;
-        renderTurns();
+      if (now - lastAgent > AGENT_GAP_MS) {
+        talk.marks.push({ agent_from_ms: Math.round(now - t0) });
+        if (spokeSinceReply && lastSpeech !== null) {
+          talk.heard.push(Math.round(now - lastSpeech));  // end of your speech -> agent audio
+          spokeSinceReply = false;
+          renderTurns();
+        }
       }
       lastAgent = now;
     }
