@@ -9,13 +9,13 @@ room whose call is live (docs/security.md).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
 from actors.store_writer import HEAD_NODE_RESOURCE
+from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
 from voice_ai.telephony.replay import ReplayGuard
 
@@ -50,8 +50,8 @@ class RayReplayGuard:
         self._timeout_s = timeout_s
 
     async def first_sighting(self, event_id: str, valid_until: float) -> bool:
-        ref = self._guard.first_sighting.remote(event_id, valid_until)
+        ref: Any = self._guard.first_sighting.remote(event_id, valid_until)
         try:
-            return bool(await asyncio.wait_for(ref, self._timeout_s))
+            return bool(await within(ref, self._timeout_s, "the webhook replay guard"))
         except ray.exceptions.RayActorError as e:
             raise TimeoutError(f"webhook guard unavailable: {type(e).__name__}") from None

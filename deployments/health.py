@@ -22,6 +22,7 @@ from ray.actor import ActorHandle
 
 from actors.names import BREAKER_REGISTRY, DISPATCHER
 from actors.pool_layout import pool_layout
+from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
 from voice_ai.observability.scrub import Scrubber
 
@@ -49,10 +50,7 @@ def _error_kind(error: BaseException | str) -> str:
 
 
 async def _within(awaitable: Awaitable[T], what: str, timeout_s: float = READ_TIMEOUT_S) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, timeout_s)
-    except TimeoutError:
-        raise TimeoutError(f"{what} did not answer within {timeout_s:g}s") from None
+    return await within(awaitable, timeout_s, what)
 
 
 class ClusterHealth:

@@ -34,6 +34,7 @@ from actors.names import TELEMETRY
 from actors.store_writer import HEAD_NODE_RESOURCE
 from deployments.health import ClusterHealth, overall_status
 from deployments.public_face import TITLE, public_openapi
+from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
 
 __all__ = ["INTERNAL_FACE", "InternalFace", "build_internal_api", "ensure_internal_face",
@@ -52,8 +53,10 @@ def _maybe_gzip(request: Request, body: bytes, media_type: str, enabled: bool) -
 
 
 async def _metrics_text(namespace: str) -> bytes:
-    hub = await asyncio.to_thread(ray.get_actor, TELEMETRY, namespace=namespace)
-    body: bytes = await asyncio.wait_for(hub.metrics_text.remote(), METRICS_TIMEOUT_S)
+    hub = await within(asyncio.to_thread(ray.get_actor, TELEMETRY, namespace=namespace),
+                       METRICS_TIMEOUT_S, "lookup of the telemetry hub")
+    body: bytes = await within(hub.metrics_text.remote(), METRICS_TIMEOUT_S,
+                               "the telemetry hub")
     return body
 
 

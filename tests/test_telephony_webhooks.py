@@ -170,3 +170,18 @@ def test_without_livekit_credentials_nothing_is_trusted() -> None:
     body = _joined()
     with pytest.raises(ConfigError, match="LIVEKIT_API_SECRET"):
         _verify(body, sign_webhook(body), settings=telephony_settings(livekit_api_secret=None))
+
+
+@pytest.mark.parametrize("room", ["call-_+15550100067\r\nX-Injected: 1", "../../etc/passwd",
+                                  "call/../../x", "call-\u2024\u2024-x", "c" * 200, "-call"])
+def test_room_names_a_sip_room_never_has_are_refused_without_echo(room: str) -> None:
+    body = webhook_json("participant_joined", room, "sip_caller_1", phone="+15550100067")
+    with pytest.raises(WebhookPayloadError) as refused:
+        _verify(body, sign_webhook(body))
+    assert "5550100067" not in str(refused.value) and "passwd" not in str(refused.value)
+
+
+def test_an_identity_with_control_characters_is_refused() -> None:
+    body = webhook_json("participant_joined", ROOM, "sip_caller\nINJECTED", phone="+15550100067")
+    with pytest.raises(WebhookPayloadError):
+        _verify(body, sign_webhook(body))

@@ -21,6 +21,7 @@ The events we act on:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import jwt
@@ -54,6 +55,9 @@ SIP_PHONE_ATTRIBUTE = "sip.phoneNumber"
 FUTURE_SKEW_S = 60.0
 # A LiveKit webhook token is a few hundred bytes; anything much longer is not one.
 _MAX_TOKEN_CHARS = 4096
+# Rooms our dispatch rules and the calls API create: "call-_+15550100067_Ab3x", "call-out-9f2c".
+# Anything else (a path, CR/LF, quotes) is refused before it reaches a dispatcher or a log.
+_ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+.-]{0,127}", re.ASCII)
 
 
 class WebhookError(Exception):
@@ -157,6 +161,11 @@ def _to_domain(event: api.WebhookEvent, valid_until: float) -> WebhookEvent:
     room, who = event.room.name, event.participant
     if not room or not who.identity:
         raise WebhookPayloadError(f"{kind} webhook needs room.name and participant.identity")
+    if not _ROOM_NAME.fullmatch(room) or not who.identity.isprintable() or len(
+            who.identity) > 256:
+        # never echoed: it may hold a number, or bytes meant for a header or a log line
+        raise WebhookPayloadError(f"{kind} webhook has a room name or identity a LiveKit SIP "
+                                  "room never has (letters, digits, _ + . - only)")
     is_sip = who.kind == models.ParticipantInfo.Kind.SIP
     if kind == "participant_left":
         return ParticipantLeft(room, who.identity, is_sip)
