@@ -16,15 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, time
 from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from voice_ai.store.schema import open_writer
 
 __all__ = [
     "Appointment",
+    "AppointmentWriter",
     "AppointmentNotFoundError",
     "AppointmentStatus",
     "AppointmentStore",
     "SlotTakenError",
     "appointments_between",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class AppointmentStatus(StrEnum):
@@ -148,3 +156,47 @@ def appointments_between(conn: sqlite3.Connection, start: float, end: float
         f"SELECT {_COLUMNS} FROM appointments WHERE created_at >= ? AND created_at < ? "
         "ORDER BY day, start", (start, end)).fetchall()
     return [_from_row(r) for r in rows]
+
+
+class AppointmentWriter:
+    """``AppointmentStore`` on its own writer connection, opened on first use and dropped after
+    a database problem (so a restored or repaired file is picked up), as the call writer does.
+
+    The store writer actor hosts one next to its call records; a sync actor runs one method at
+    a time, which is all SQLite's single writer needs."""
+
+    def __init__(self, db_path: Path, *, busy_timeout_ms: int = 2_000) -> None:
+        self.db_path = db_path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+
+    def _store(self) -> AppointmentStore:
+        if self._conn is None:
+            self._conn = open_writer(self.db_path, busy_timeout_ms=self._busy_timeout_ms)
+        return AppointmentStore(self._conn)
+
+    def _run(self, fn: Callable[[AppointmentStore], _T]) -> _T:
+        try:
+            return fn(self._store())
+        except (SlotTakenError, AppointmentNotFoundError):
+            raise
+        except Exception:
+            self.close()
+            raise
+
+    def book(self, appointment: Appointment) -> Appointment:
+        return self._run(lambda s: s.book(appointment))
+
+    def cancel(self, day: date, start: time) -> Appointment:
+        return self._run(lambda s: s.cancel(day, start))
+
+    def move(self, day: date, start: time, new_day: date, new_start: time) -> Appointment:
+        return self._run(lambda s: s.move(day, start, new_day, new_start))
+
+    def booked_on(self, day: date) -> list[Appointment]:
+        return self._run(lambda s: s.booked_on(day))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()

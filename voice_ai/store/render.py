@@ -69,7 +69,8 @@ class Report:
 
     @property
     def is_empty(self) -> bool:
-        return self.summary.calls == 0 and not self.summary.events_by_kind
+        return (self.summary.calls == 0 and not self.summary.events_by_kind
+                and not self.summary.appointments)
 
     def sections(self) -> list[Section]:
         parts = [self._overview()]
@@ -77,6 +78,8 @@ class Report:
             parts += [self._latency(), self._errors()]
         if self.kind is not ReportKind.PERFORMANCE:
             parts.append(self._traffic())
+        if self.kind is ReportKind.DAILY:
+            parts.append(self._appointments())
         if self.kind is not ReportKind.CAPACITY:
             parts.append(self._baseline())
         return parts
@@ -127,6 +130,14 @@ class Report:
             ("headroom", f"{s.headroom} ({fmt_pct(s.headroom / s.max_concurrent_calls)})"),
         ]
         return Section("Capacity", ("figure", "value"), tuple(rows))
+
+    def _appointments(self) -> Section:
+        rows = tuple(
+            (a.day.isoformat(), a.start.strftime("%H:%M"), a.service, a.status.value,
+             a.call_id[:12])
+            for a in self.summary.appointments)
+        return Section("Appointments booked by the agent", ("day", "time", "service", "status",
+                                                           "call"), rows, "none booked")
 
     def _baseline(self) -> Section:
         headers = ("metric", "baseline", "now", "change")

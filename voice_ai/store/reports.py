@@ -12,7 +12,9 @@ Definitions (the reports and ``docs/operations.md`` use these words this way):
   first on a tie;
 - **peak concurrency** is the most answered (not rejected) calls active at one instant;
   **headroom** = ``max_concurrent_calls`` - peak;
-- **errors by component** counts ``error`` events; other event kinds are counted by kind.
+- **errors by component** counts ``error`` events; other event kinds are counted by kind;
+- **appointments** are those the agent booked in the window (created in it), with their
+  current status (booked, or cancelled later).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from voice_ai.store.appointments import Appointment, appointments_between
 from voice_ai.store.call_store import EventKind
 from voice_ai.store.stats import LatencyStats, peak_concurrency
 
@@ -67,6 +70,7 @@ class WindowSummary:
     days: int = 1
     peak_concurrency: int = 0
     peak_at: float | None = None
+    appointments: tuple[Appointment, ...] = ()
 
     @property
     def success_rate(self) -> float | None:
@@ -108,6 +112,10 @@ class WindowSummary:
             "peak_at": self.peak_at,
             "max_concurrent_calls": self.max_concurrent_calls,
             "headroom": self.headroom,
+            "appointments": [
+                {"day": a.day.isoformat(), "start": a.start.strftime("%H:%M"),
+                 "service": a.service, "status": a.status.value, "call_id": a.call_id,
+                 "created_at": a.created_at} for a in self.appointments],
         }
 
 
@@ -172,6 +180,11 @@ def summarize(
         if kind == EventKind.ERROR:
             errors[str(component) or "unknown"] += int(n)
 
+    try:
+        appointments = tuple(appointments_between(conn, start, end))
+    except sqlite3.OperationalError:  # a database from before the appointments table
+        appointments = ()
+
     return WindowSummary(
         start=start, end=end, max_concurrent_calls=max_concurrent_calls,
         calls=len(call_rows), completed=outcomes["completed"], failed=outcomes["failed"],
@@ -185,5 +198,5 @@ def summarize(
         e2e_by_hour={h: s for h, v in sorted(e2e_hourly.items()) if (s := LatencyStats.of(v))},
         busiest_hour=_busiest(hours), busiest_day=_busiest(days),
         days=max(1, round((end - start) / 86_400)),
-        peak_concurrency=peak, peak_at=peak_at,
+        peak_concurrency=peak, peak_at=peak_at, appointments=appointments,
     )
