@@ -178,3 +178,28 @@ async def test_a_failing_store_is_an_apology_and_an_offer() -> None:
     assert turn.errors == ["I could not do that just now because of a technical problem."]
     assert turn.reply == ("I am sorry. I could not do that just now because of a technical "
                           "problem. Would you like me to put you through to a colleague?")
+
+
+class _RefusingActions(RecordingCallActions):
+    async def transfer(self, to_number: str) -> None:
+        raise RuntimeError("the SIP server refused the transfer")
+
+
+async def test_a_refused_transfer_is_said_not_left_in_silence() -> None:
+    import asyncio
+
+    actions = _RefusingActions()
+    agent = build_receptionist(PROFILE, InMemoryAppointmentBook(), actions,
+                               now=business_clock(PROFILE, MONDAY))
+    async with AgentSession(llm=ReceptionistLLM(PROFILE)) as session:
+        await session.start(agent)
+        said: list[str] = []
+        session.on("conversation_item_added",
+                   lambda ev: said.append(getattr(ev.item, "text_content", "") or ""))
+        await session.run(user_input="Put me through to a person please.")
+        for _ in range(100):  # the apology follows the announcement once it has played
+            if any("could not put you through" in s for s in said):
+                break
+            await asyncio.sleep(0.01)
+    assert said[-1] == ("I am sorry, I could not put you through just now. Please call back "
+                        "a little later.")

@@ -7,9 +7,12 @@ DTMF, the simulated caller's equivalents); tests and the eval use ``RecordingCal
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["CallAction", "CallActions", "RecordingCallActions"]
+if TYPE_CHECKING:
+    from voice_ai.pipeline.transport import CallTransport
+
+__all__ = ["CallAction", "CallActions", "RecordingCallActions", "TransportCallActions"]
 
 
 class CallActions(Protocol):
@@ -49,3 +52,22 @@ class RecordingCallActions:
 
     def kinds(self) -> list[str]:
         return [a.kind for a in self.done]
+
+
+class TransportCallActions:
+    """The call's own transport: LiveKit SIP transfer and DTMF, the simulated caller's records.
+
+    A refused transfer or DTMF raises the transport's ``TransportActionError``; the tools turn
+    it into an apology."""
+
+    def __init__(self, transport: CallTransport) -> None:
+        self._transport = transport
+
+    async def transfer(self, to_number: str) -> None:
+        await self._transport.transfer(to_number)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self._transport.send_dtmf(digits)
+
+    async def hang_up(self) -> None:
+        await self._transport.end_call()

@@ -20,6 +20,7 @@ from voice_ai.agent.when import (
     find_day,
     find_days,
     find_part_of_day,
+    find_time,
     find_times,
 )
 
@@ -66,7 +67,7 @@ _END = (r"\bgood ?bye\b", r"\bbye\b", r"\bthat'?s all\b", r"\bthat is all\b",
 _CANCEL = (r"\bcancel", r"\bcall off\b", r"\bcan'?t make (it|my)\b", r"\bcannot make\b")
 _MOVE = (r"\bmove\b", r"\breschedul", r"\bchange (my|the|our) (appointment|booking)\b",
          r"\bpostpone\b", r"\bbring (it|my appointment) forward\b", r"\bdifferent (day|time)\b",
-         r"\banother (day|time)\b")
+         r"\banother (day|time)\b", r"\binstead\b", r"\bmake (it|that)\b")
 _BOOK = (r"\bbook", r"\bappointment\b", r"\bschedule\b", r"\bcome in\b", r"\bsee (the|a) "
          r"(dentist|hygienist)\b", r"\bmake an? (appointment|booking)\b", r"\bslot")
 _SLOTS = (r"\bfree\b", r"\bavailab", r"\banything (on|for|left)\b", r"\bany (times|space|room)\b",
@@ -104,14 +105,15 @@ def _intent(t: str) -> Intent | None:
         return "transfer"
     if _has(t, *_CANCEL):
         return "cancel"
-    if _has(t, *_MOVE) and (_has(t, *_BOOK) or find_day(t) or _has(t, r"\bmove (it|my)\b")):
+    if _has(t, *_MOVE) and (_has(t, *_BOOK) or find_day(t) or find_time(t)
+                            or _has(t, r"\bmove (it|my)\b")):
         return "move"
     if _has(t, *_END):
         return "end"
+    if _has(t, *_PRICE) and not _has(t, r"\bbook"):  # "how much is an appointment"
+        return "price"
     if _has(t, *_BOOK):
         return "book"
-    if _has(t, *_PRICE):
-        return "price"
     if _has(t, *_HOURS):
         return "hours"
     if _has(t, *_SLOTS) and (find_day(t) or find_part_of_day(t)):
@@ -164,6 +166,8 @@ class _Frame:
     part: str = ""
     service: str = ""
     name: str = ""
+    booked: tuple[str, str] | None = None
+    """The appointment booked (or moved) earlier in this call: what "instead" changes."""
 
     def merge(self, intent: Intent | None, t: str, profile: BusinessProfile) -> _Frame:
         svc = _service(profile, t)
@@ -174,6 +178,7 @@ class _Frame:
             part=find_part_of_day(t) or self.part,
             service=svc.name if svc else self.service,
             name=_name(t) or self.name,
+            booked=self.booked,
         )
 
 
@@ -182,13 +187,24 @@ _DONE_TOOLS = {"book_appointment", "cancel_appointment", "move_appointment",
                "transfer_to_person", "end_call"}
 
 
+def _adds_detail(profile: BusinessProfile, text: str) -> bool:
+    """Does a line with no intent of its own say a day, time, service or name?"""
+    t = _clean(text)
+    return bool(find_day(t) or find_time(t) or find_part_of_day(t) or _name(text)
+                or _service(profile, t))
+
+
 def _frame(profile: BusinessProfile, history: list[Exchange]) -> _Frame:
     """What the earlier turns started and did not finish."""
     frame = _Frame()
     for item in history:
         if item.role == "tool":
-            if item.tool in _DONE_TOOLS and not item.is_error:
-                frame = _Frame(name=frame.name)
+            if item.tool in ("book_appointment", "move_appointment") and not item.is_error:
+                day = item.args.get("new_day") or item.args.get("day", "")
+                at = item.args.get("new_time") or item.args.get("time", "")
+                frame = _Frame(name=frame.name, booked=(day, at))
+            elif item.tool in _DONE_TOOLS and not item.is_error:
+                frame = _Frame(name=frame.name, booked=frame.booked)
             elif item.tool == "find_free_slots" and not item.is_error:
                 frame = replace(frame, intent="book", days=(item.args.get("day", ""),),
                                 times=())
@@ -200,12 +216,13 @@ def _frame(profile: BusinessProfile, history: list[Exchange]) -> _Frame:
             intent = _intent(t)
             if intent in _CARRIED:
                 if intent != frame.intent and not (intent == "slots" and frame.intent == "book"):
-                    frame = _Frame(name=frame.name)
+                    frame = _Frame(name=frame.name, booked=frame.booked)
                 frame = frame.merge(intent if intent != "slots" else "book", t, profile)
             elif intent in (None, "yes") and frame.intent in _CARRIED:
-                frame = frame.merge(None, t, profile)
+                if intent == "yes" or _adds_detail(profile, item.text):
+                    frame = frame.merge(None, t, profile)
             else:
-                frame = _Frame(name=frame.name or _name(t))
+                frame = _Frame(name=frame.name or _name(t), booked=frame.booked)
     return frame
 
 
@@ -234,12 +251,17 @@ def route(profile: BusinessProfile, conversation: list[Exchange],
         return call("transfer_to_person")
     if intent == "end":
         return call("end_call")
-    if frame.intent in _CARRIED and (intent in _CARRIED or intent is None
-                                     or (intent == "yes" and frame.intent is not None)):
+    if frame.intent in _CARRIED and (intent in _CARRIED or intent == "yes"
+                                     or (intent is None and _adds_detail(profile, text))):
         return _appointment_step(frame, call)
-    if intent == "hours":
+    last_tool = next((c.tool for c in reversed(conversation[:last_user]) if c.role == "tool"),
+                     "")
+    follow_up = intent is None and len(re.findall(r"[a-z]+", t)) <= 6
+    if intent == "hours" or (follow_up and find_day(t) and last_tool == "get_opening_hours"):
         day = find_day(t) or ("today" if _has(t, r"\bnow\b", r"\bright now\b") else "")
         return call("get_opening_hours", day=day)
+    if follow_up and _service(profile, t) is not None:  # "And whitening?" after a price
+        intent = "price"
     if intent == "price":
         return Reply(_price(profile, t))
     if intent == "address":
@@ -284,6 +306,12 @@ def _appointment_step(frame: _Frame, call: Callable[..., ToolCall | Reply]) -> T
     if len(frame.days) >= 2 and len(frame.times) == 1:
         return call("move_appointment", day=frame.days[0], time=frame.times[0],
                     new_day=frame.days[-1], new_time=frame.times[0])
+    if frame.booked is not None and frame.days and frame.times:  # "make that 2 pm instead"
+        return call("move_appointment", day=frame.booked[0], time=frame.booked[1],
+                    new_day=frame.days[-1], new_time=frame.times[-1])
+    if frame.booked is not None and frame.times:
+        return call("move_appointment", day=frame.booked[0], time=frame.booked[1],
+                    new_day=frame.booked[0], new_time=frame.times[-1])
     if frame.days and frame.times:
         return Reply("And which day and time would you like to move it to?")
     return Reply("Which appointment would you like to move, and to when?")

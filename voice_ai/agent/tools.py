@@ -51,21 +51,29 @@ class ReceptionistTools:
             raise llm.ToolError("I could not do that just now because of a technical "
                                 "problem.") from None
 
-    def _after_reply(self, ctx: RunContext[Any], action: Callable[[], Awaitable[None]]) -> None:
-        """Run ``action`` once the reply announcing it has played (or was cut off)."""
+    def _after_reply(self, ctx: RunContext[Any], action: Callable[[], Awaitable[None]],
+                     *, on_failure: str) -> None:
+        """Run ``action`` once the reply announcing it has played (or was cut off); if it
+        fails, say ``on_failure`` so the caller is not left waiting in silence."""
 
         def start(_: object) -> None:
-            task = asyncio.get_running_loop().create_task(self._run_action(action))
+            task = asyncio.get_running_loop().create_task(
+                self._run_action(ctx, action, on_failure))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
         ctx.speech_handle.add_done_callback(start)
 
-    async def _run_action(self, action: Callable[[], Awaitable[None]]) -> None:
+    async def _run_action(self, ctx: RunContext[Any], action: Callable[[], Awaitable[None]],
+                          on_failure: str) -> None:
         try:
             await action()
         except Exception as e:
             logger.warning("call action failed", extra={"error": type(e).__name__})
+            try:
+                ctx.session.say(on_failure)
+            except RuntimeError:  # the session is already closing: nobody to tell
+                pass
 
     def all(self) -> list[llm.Tool | llm.Toolset]:
         desk, actions = self.desk, self.actions
@@ -131,13 +139,15 @@ class ReceptionistTools:
         async def transfer_to_person(ctx: RunContext[Any]) -> str:
             """Put the caller through to a person at the business (when they ask for a
             person, a human, someone, or when you cannot help)."""
-            self._after_reply(ctx, lambda: actions.transfer(profile.transfer_number))
+            self._after_reply(ctx, lambda: actions.transfer(profile.transfer_number),
+                              on_failure="I am sorry, I could not put you through just now. "
+                                         "Please call back a little later.")
             return "I am putting you through to a colleague now, please hold."
 
         @function_tool
         async def end_call(ctx: RunContext[Any]) -> str:
             """End the call politely when the caller says goodbye or has nothing more."""
-            self._after_reply(ctx, actions.hang_up)
+            self._after_reply(ctx, actions.hang_up, on_failure="Goodbye!")
             return f"Thank you for calling {profile.name}. Goodbye!"
 
         @function_tool
