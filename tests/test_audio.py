@@ -15,6 +15,7 @@ from voice_ai.audio import (
     concat_frames,
     downmix,
     frame_from_pcm,
+    interleave,
     pcm_of,
     resample_pcm,
     rms,
@@ -157,3 +158,13 @@ def test_downmix_averages_interleaved_channels() -> None:
     assert downmix(b"\x05\x00", 1) == b"\x05\x00"
     with pytest.raises(ValueError, match="channels must be >= 1"):
         downmix(stereo, 0)
+
+
+def test_interleave_pads_the_shorter_channel_and_round_trips_with_downmix() -> None:
+    left = np.array([1, 2, 3], dtype=np.int16).tobytes()
+    right = np.array([10, 20], dtype=np.int16).tobytes()
+    stereo = np.frombuffer(interleave(left, right), dtype=np.int16).tolist()
+    assert stereo == [1, 10, 2, 20, 3, 0]
+    assert downmix(interleave(left, left), 2) == left
+    with pytest.raises(ValueError, match="at least one channel"):
+        interleave()

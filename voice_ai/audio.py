@@ -29,6 +29,7 @@ __all__ = [
     "concat_frames",
     "downmix",
     "frame_from_pcm",
+    "interleave",
     "pcm_of",
     "resample_pcm",
     "rms",
@@ -158,6 +159,19 @@ def downmix(pcm16: bytes, channels: int) -> bytes:
     samples = np.frombuffer(pcm16[:usable], dtype=np.int16).reshape(-1, channels)
     mono: bytes = samples.mean(axis=1, dtype=np.float64).round().astype(np.int16).tobytes()
     return mono
+
+
+def interleave(*channels: bytes) -> bytes:
+    """Mono int16 tracks as one interleaved multi-channel buffer (stereo: left, right); the
+    shorter ones are padded with silence."""
+    if not channels:
+        raise ValueError("interleave needs at least one channel")
+    tracks = [np.frombuffer(_whole_samples(c), dtype=np.int16) for c in channels]
+    out = np.zeros((max(t.size for t in tracks), len(tracks)), dtype=np.int16)
+    for index, track in enumerate(tracks):
+        out[: track.size, index] = track
+    joined: bytes = out.tobytes()
+    return joined
 
 
 def silence(duration_s: float, sample_rate: int) -> bytes:

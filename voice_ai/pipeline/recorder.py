@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from livekit import rtc
 
-from voice_ai.audio import AnyRateResampler, pcm_of
+from voice_ai.audio import AnyRateResampler, interleave, pcm_of
 
 __all__ = ["ConversationRecorder"]
 
@@ -45,8 +45,9 @@ class ConversationRecorder:
 
     def add_agent(self, frame: rtc.AudioFrame, *, at: float) -> None:
         data = pcm_of(self._resampler.push(frame))
-        # the resampler lags a little; never write backwards over audio already placed
-        self._write(self._agent, max(self._offset(at), 0), data)
+        # the resampler returns audio in bursts, a little late: within a reply, a burst goes
+        # after the audio already placed instead of over it; a new reply starts at its time
+        self._write(self._agent, max(self._offset(at), len(self._agent)), data)
 
     def truncate_agent(self, *, at: float) -> None:
         """Barge-in: audio queued after ``at`` was never heard."""
@@ -58,16 +59,11 @@ class ConversationRecorder:
         return float(np.count_nonzero(np.abs(samples) > 500)) / self.sample_rate
 
     def save(self, path: Path) -> Path:
-        n = max(len(self._caller), len(self._agent)) // 2
-        stereo = np.zeros((n, 2), dtype=np.int16)
-        caller = np.frombuffer(bytes(self._caller), dtype=np.int16)
-        agent = np.frombuffer(bytes(self._agent), dtype=np.int16)
-        stereo[: len(caller), 0] = caller
-        stereo[: len(agent), 1] = agent
+        stereo = interleave(bytes(self._caller), bytes(self._agent))
         path.parent.mkdir(parents=True, exist_ok=True)
         with wave.open(str(path), "wb") as w:
             w.setnchannels(2)
             w.setsampwidth(2)
             w.setframerate(self.sample_rate)
-            w.writeframes(stereo.tobytes())
+            w.writeframes(stereo)
         return path
