@@ -138,7 +138,7 @@ class InstrumentedSimulators:
             return f"caller turn {tag}"
 
         dg.next_transcript = next_transcript  # type: ignore[method-assign]
-        self.sims.openai.replies = _TaggedReplies(self.sims.openai)  # type: ignore[assignment]
+        self.sims.openai.responder = _tagged_reply
 
     def _wrap_admit(self, name: str, server: Any) -> None:
         original = server.admit
@@ -182,18 +182,10 @@ class InstrumentedSimulators:
         server.latency.chunk_delay_s = chunk_delay_s
 
 
-class _TaggedReplies:
-    """Stands in for the OpenAI simulator's reply queue: one sentence carrying the turn's tag."""
-
-    def __init__(self, sim: Any) -> None:
-        self._sim = sim
-
-    def __bool__(self) -> bool:
-        return True
-
-    def popleft(self) -> str:
-        tag = tag_of(_last_user_text(self._sim.last_messages)) or ""
-        return f"Sure, I can help you with that, {tag}." if tag else self._sim.default_reply
+def _tagged_reply(request: Any) -> str | None:
+    """The OpenAI simulator's answer: one sentence carrying the turn's tag."""
+    tag = tag_of(request.last_user_text)
+    return f"Sure, I can help you with that, {tag}." if tag else None
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
