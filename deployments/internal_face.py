@@ -20,7 +20,7 @@ import gzip
 import json
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 import uvicorn
@@ -37,8 +37,8 @@ from deployments.public_face import TITLE, public_openapi
 from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
 
-__all__ = ["INTERNAL_FACE", "InternalFace", "build_internal_api", "ensure_internal_face",
-           "internal_url"]
+__all__ = ["INTERNAL_FACE", "ComponentHealth", "InternalFace", "build_internal_api",
+           "ensure_internal_face", "internal_url"]
 
 INTERNAL_FACE = "internal_http"
 METRICS_TIMEOUT_S = 5.0
@@ -60,7 +60,11 @@ async def _metrics_text(namespace: str) -> bytes:
     return body
 
 
-def build_internal_api(settings: Settings, health: ClusterHealth) -> FastAPI:
+class ComponentHealth(Protocol):
+    async def components(self) -> dict[str, dict[str, Any]]: ...
+
+
+def build_internal_api(settings: Settings, health: ComponentHealth) -> FastAPI:
     app = FastAPI(title=f"{TITLE} (internal face)", docs_url=None, redoc_url=None,
                   openapi_url=None)
     schema: dict[str, Any] = {}
