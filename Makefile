@@ -53,6 +53,12 @@ lint: install
 	$(BIN)/ruff check voice_ai actors deployments tests benchmarks
 	$(BIN)/mypy --strict voice_ai
 
+# The agent eval (docs/agent.md): caller scenarios spoken through the call pipeline with the
+# embedded default, each turn scored; table + data/eval/agent_eval.json. EVAL_ARGS=--text types.
+.PHONY: eval
+eval: install
+	$(BIN)/python -m voice_ai.agent.eval $(EVAL_ARGS)
+
 test-performance: install
 	$(BIN)/python -m benchmarks.load --profile realistic --short
 

@@ -21,6 +21,7 @@ from voice_ai.store.appointments import (
     AppointmentStatus,
     AppointmentStore,
     SlotTakenError,
+    appointments_between,
 )
 from voice_ai.store.schema import open_writer
 
@@ -121,3 +122,17 @@ class LocalAppointmentBook:
                    ) -> Appointment:
         moved: Appointment = await self._run("move", day, start, new_day, new_start)
         return moved
+
+    async def every_appointment(self) -> list[Appointment]:
+        """Every row, any status (the eval checks what the tools left behind)."""
+        async with self._lock:
+            return await asyncio.to_thread(self._every)
+
+    def _every(self) -> list[Appointment]:
+        import sqlite3
+
+        conn = sqlite3.connect(self._db_path, isolation_level=None)
+        try:
+            return appointments_between(conn, 0.0, float("inf"))
+        finally:
+            conn.close()
