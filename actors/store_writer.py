@@ -23,6 +23,8 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date
+from datetime import time as day_time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from voice_ai.config import Settings
 from voice_ai.records import CallRecord
 from voice_ai.store import StoreUnavailableError
+from voice_ai.store.appointments import Appointment, AppointmentWriter
 from voice_ai.store.durable import DurableRecords, SpoolObserver
 from voice_ai.store.errors import StoreError
 from voice_ai.store.outcome import StoreProblem, WriteOutcome
@@ -54,6 +57,7 @@ class StoreWriter:
 
     def __init__(self, db_path: str, store_transcripts: bool) -> None:
         self._core = StoreWriterCore(Path(db_path), store_transcripts=store_transcripts)
+        self._appointments = AppointmentWriter(Path(db_path))
 
     def write_call(self, record: CallRecord) -> WriteOutcome:
         return self._core.write_call(record)
@@ -64,6 +68,20 @@ class StoreWriter:
 
     def open_admissions(self, since: float) -> list[str]:
         return self._core.open_admissions(since)
+
+    # --- appointments the receptionist's tools book (voice_ai/agent/booking.py) -------------
+    def book_appointment(self, appointment: Appointment) -> Appointment:
+        return self._appointments.book(appointment)
+
+    def cancel_appointment(self, day: date, start: day_time) -> Appointment:
+        return self._appointments.cancel(day, start)
+
+    def move_appointment(self, day: date, start: day_time, new_day: date, new_start: day_time
+                         ) -> Appointment:
+        return self._appointments.move(day, start, new_day, new_start)
+
+    def appointments_on(self, day: date) -> list[Appointment]:
+        return self._appointments.booked_on(day)
 
     def pid(self) -> int:
         return os.getpid()
@@ -160,7 +178,7 @@ class StoreClient:
 
     async def alive(self, timeout_s: float = 2.0) -> bool:
         try:
-            await asyncio.wait_for(self._handle().pid.remote(), timeout_s)
+            await asyncio.wait_for(self._call_once("pid"), timeout_s)
             return True
         except Exception:
             self._writer = self._given
@@ -174,12 +192,21 @@ class StoreClient:
         assert isinstance(result, WriteOutcome), result
         return result
 
-    def _handle(self) -> ActorHandle[StoreWriter]:
+    async def _handle(self) -> ActorHandle[StoreWriter]:
         # A given handle stays valid across restarts; a name is looked up again after a failure
         # (ValueError while the name is not registered: retried like an unreachable writer).
-        if self._writer is None:
-            self._writer = ray.get_actor(self._name, namespace=self._namespace)
-        return self._writer
+        # The lookup asks the GCS and blocks: off the event loop.
+        writer = self._writer
+        if writer is None:
+            found = await asyncio.to_thread(ray.get_actor, self._name,
+                                            namespace=self._namespace)
+            if found is None:
+                raise ValueError(f"no actor named {self._name!r}")
+            self._writer = writer = found
+        return writer
+
+    async def _call_once(self, method: str, *args: object) -> object:
+        return await getattr(await self._handle(), method).remote(*args)
 
     async def _call(self, method: str, *args: object) -> object:
         deadline = self._clock() + self._deadline_s
@@ -189,8 +216,8 @@ class StoreClient:
             attempts += 1
             remaining = deadline - self._clock()
             try:
-                ref = getattr(self._handle(), method).remote(*args)
-                return await asyncio.wait_for(ref, timeout=max(remaining, 0.001))
+                return await asyncio.wait_for(self._call_once(method, *args),
+                                              timeout=max(remaining, 0.001))
             except _RETRYABLE as e:
                 last: BaseException = e
                 self._writer = self._given  # by name: look it up again, it may be recreated

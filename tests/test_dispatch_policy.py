@@ -23,6 +23,7 @@ from voice_ai.pipeline.admission import Decision
 from voice_ai.pipeline.scenario import CallerLine, Scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, EndReason
+from voice_ai.webrtc.signalling import OfferDecision, SdpOffer
 
 pytestmark = pytest.mark.unit
 
@@ -276,3 +277,61 @@ async def test_admissions_wait_for_recovery(world: World) -> None:
     assert not start.done()
     await d.recover()
     assert (await start).decision is Decision.ACCEPTED
+
+
+@pytest.fixture(scope="module")
+def browser_offer() -> SdpOffer:
+    """A real offer (aiortc plays the browser: microphone and data channel)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.mediastreams import AudioStreamTrack
+
+    async def make() -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(AudioStreamTrack())
+        pc.createDataChannel("events")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = str(pc.localDescription.sdp)
+        await pc.close()
+        return sdp
+
+    return SdpOffer(sdp=asyncio.run(make()))
+
+
+async def test_a_browser_offer_is_answered_then_runs_like_any_call(
+        world: World, browser_offer: SdpOffer) -> None:
+    d = await ready(world)
+    result = await d.offer_call(CallSpec(call_id="web-1", webrtc_offer=browser_offer))
+    assert result.decision is OfferDecision.ACCEPTED
+    assert result.answer is not None and result.answer.sdp == "v=0 answer for web-1"
+    await settle()
+    actor = world.factory.running("web-1")
+    assert actor.offers == ["web-1"]
+    actor.finish("web-1")
+    record = await d.wait_call("web-1")
+    assert (record.outcome, world.records.stored["web-1"]) == (CallOutcome.COMPLETED, record)
+
+
+async def test_an_offer_no_actor_can_answer_frees_its_slot(browser_offer: SdpOffer) -> None:
+    world = World(max_concurrent_calls=1)
+    d = await ready(world)
+    for a in world.factory.created:
+        a.begin_mode = "refuse_offer"
+    result = await d.offer_call(CallSpec(call_id="web-1", webrtc_offer=browser_offer))
+    assert (result.decision, result.answer) == (OfferDecision.FAILED, None)
+    assert "no call actor answered" in result.reason
+    record = await d.wait_call("web-1")
+    assert record.end_reason is EndReason.ERROR and "ICE gathering failed" in record.error
+    assert d.status().active_calls == 0  # the slot is free again
+    over = await d.offer_call(CallSpec(call_id="web-2", webrtc_offer=browser_offer))
+    assert over.decision is OfferDecision.FAILED  # admitted (slot was free), refused again
+
+
+async def test_an_offer_over_the_limit_is_rejected_and_recorded(browser_offer: SdpOffer) -> None:
+    world = World(max_concurrent_calls=1)
+    d = await ready(world)
+    await world.start(1)
+    result = await d.offer_call(CallSpec(call_id="web-x", webrtc_offer=browser_offer))
+    assert (result.decision, result.answer) == (OfferDecision.REJECTED, None)
+    await d.drain_busy_line()
+    assert world.records.stored["web-x"].end_reason is EndReason.REJECTED_BUSY
+    assert not any(a.offers for a in world.factory.created)  # no call actor was touched

@@ -24,6 +24,7 @@ from voice_ai.calls.ports import (
 )
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallDirection, CallRecord, EndReason, TurnTimings
+from voice_ai.webrtc.signalling import SdpAnswer
 
 __all__ = [
     "FakeCallActor",
@@ -124,11 +125,12 @@ class FakeCallActor:
         self._name = name
         self.node_id = node_id
         self.prepare_mode = prepare  # ok | hang | fail
-        self.begin_mode = begin  # ok | hang
+        self.begin_mode = begin  # ok | hang | refuse_offer
         self.auto_finish = auto_finish
         self.host = CallHost(name, node_id, 1000, records, telemetry)
         self.runner = _Runner(self)
         self.prepared = False
+        self.offers: list[str] = []
         self.dead = False
         self.retired = False
         self._death: asyncio.Future[None] | None = None
@@ -164,6 +166,15 @@ class FakeCallActor:
             raise RuntimeError("VAD failed to load")
         self.prepared = True
         return self.host.info()
+
+    async def answer_offer(self, ticket: CallTicket) -> SdpAnswer:
+        await self._alive()
+        if self.begin_mode == "hang":
+            await self._or_die(asyncio.ensure_future(asyncio.Event().wait()))
+        if self.begin_mode == "refuse_offer":
+            raise RuntimeError("ICE gathering failed")
+        self.offers.append(ticket.call_id)
+        return SdpAnswer(sdp=f"v=0 answer for {ticket.call_id}")
 
     async def begin(self, ticket: CallTicket) -> None:
         await self._alive()

@@ -50,6 +50,7 @@ from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord, EndReason
 from voice_ai.store.call_store import PROVISIONAL_PREFIX
+from voice_ai.webrtc.signalling import OfferDecision, OfferResult, SdpAnswer
 
 __all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "RecoveryReport", "StartResult"]
 
@@ -136,6 +137,7 @@ class _Call:
     spare: Spare
     reusable: bool
     done: asyncio.Future[CallRecord] = field(repr=False)
+    offer: asyncio.Future[SdpAnswer] | None = field(default=None, repr=False)  # browser calls
 
 
 class CallDispatch:
@@ -178,12 +180,34 @@ class CallDispatch:
     # --- admission --------------------------------------------------------------------------
     async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:
         """Admit a call and start it. ``key`` (a room name) makes repeats idempotent."""
+        result, _call = await self._admit(spec, key, offer=False)
+        return result
+
+    async def offer_call(self, spec: CallSpec) -> OfferResult:
+        """A browser's offer (``spec.webrtc_offer``): admitted like any call; a call actor
+        answers the SDP before the call begins. Failed: the slot is freed, the call recorded."""
+        result, call = await self._admit(spec, None, offer=True)
+        if result.decision is Decision.REJECTED:
+            return OfferResult(OfferDecision.REJECTED, result.call_id,
+                               reason="over MAX_CONCURRENT_CALLS")
+        if call is None or call.offer is None:  # a repeated offer of a call already running
+            return OfferResult(OfferDecision.FAILED, result.call_id,
+                               reason="this call was already offered")
+        try:
+            answer = await asyncio.shield(call.offer)
+        except Exception as e:
+            return OfferResult(OfferDecision.FAILED, result.call_id,
+                               reason=f"no call actor answered: {type(e).__name__}")
+        return OfferResult(OfferDecision.ACCEPTED, result.call_id, answer)
+
+    async def _admit(self, spec: CallSpec, key: str | None, *,
+                     offer: bool) -> tuple[StartResult, _Call | None]:
         await within(self._ready.wait(), self.policy.prepare_timeout_s, "dispatcher recovery")
         admitted_at = self._wall()
         key = key or spec.call_id
         decision, call_id = self._admission.admit(key, spec.call_id)
         if decision is Decision.DUPLICATE:
-            return StartResult(decision, call_id)
+            return StartResult(decision, call_id), None
         direction = direction_of(spec)
         if decision is Decision.REJECTED:
             self._telemetry.call_rejected(call_id, direction, spec.caller_masked)
@@ -191,20 +215,21 @@ class CallDispatch:
                                 ended_at=self._wall(), end_reason=EndReason.REJECTED_BUSY,
                                 caller_masked=spec.caller_masked, warm_start=False)
             self._busy.submit(RejectedCall(record, spec.room))
-            return StartResult(decision, call_id)
+            return StartResult(decision, call_id), None
         spare = self._pool.take()
         warm = spare is not None
         if spare is None:
             spare = Spare(self._factory.create(), "")
             self.actors_started += 1
         ticket = CallTicket(replace(spec, admitted_at=admitted_at, warm=warm), key)
-        call = _Call(ticket, spare, self._pool.call_started(spare),
-                     asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        call = _Call(ticket, spare, self._pool.call_started(spare), loop.create_future(),
+                     loop.create_future() if offer else None)
         self._calls[call_id] = call
         self._telemetry.call_started(call_id, direction, spec.caller_masked, spare.node_id[:12])
         self._spawn(self._supervise(call, begin=True))
         self._kick_refill()
-        return StartResult(decision, call_id, warm)
+        return StartResult(decision, call_id, warm), call
 
     async def admit_room(self, room: str, caller_masked: str, outbound: bool,
                          call_id: str) -> StartResult:
@@ -283,6 +308,14 @@ class CallDispatch:
             timeout = self.policy.begin_timeout_s
             if not ticket.spec.warm:  # a cold actor starts and prepares inside begin
                 timeout += self.policy.prepare_timeout_s
+            if call.offer is not None:
+                try:
+                    answer = await within(actor.answer_offer(ticket), timeout,
+                                          f"offer answer on {actor.name}")
+                except BaseException as e:
+                    call.offer.set_exception(e)
+                    raise
+                call.offer.set_result(answer)
             await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
         finally:
             try:

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallDirection, CallRecord
+from voice_ai.webrtc.signalling import SdpAnswer
 
 __all__ = [
     "ActorInfo",
@@ -50,6 +51,8 @@ class CallActorLost(Exception):
 def direction_of(spec: CallSpec) -> CallDirection:
     if spec.scenario is not None:
         return CallDirection.SIMULATED
+    if spec.webrtc_offer is not None:
+        return CallDirection.WEBRTC
     return CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND
 
 
@@ -118,6 +121,11 @@ class CallActorPort(Protocol):
 
     async def prepare(self) -> ActorInfo:
         """Load what a call needs (VAD, pool clients). Idempotent."""
+        ...
+
+    async def answer_offer(self, ticket: CallTicket) -> SdpAnswer:
+        """A browser call (``ticket.spec.webrtc_offer``): build its transport and answer the
+        SDP; the following ``begin`` runs the call on that transport."""
         ...
 
     async def begin(self, ticket: CallTicket) -> None:
