@@ -51,7 +51,7 @@ test: install system-deps
 
 lint: install
 	$(BIN)/ruff check voice_ai actors deployments tests benchmarks
-	$(BIN)/mypy --strict voice_ai
+	$(BIN)/mypy --strict voice_ai actors
 
 # The agent eval (docs/agent.md): caller scenarios spoken through the call pipeline with the
 # embedded default, each turn scored; table + data/eval/agent_eval.json. EVAL_ARGS=--text types.

@@ -1,17 +1,16 @@
-"""The client a call uses to reach a provider pool. It is itself an engine (same protocols).
+"""``PoolPort`` over Ray: a provider pool's workers are named actors (``stt-whisper-0`` ...).
 
-Choice of worker: least busy by this client's own in-flight count, round-robin among equals.
-A worker that died (crash, node loss) is waited for while Ray restarts it, and the request is
-sent once more; a stream that already yielded data is not replayed (the caller would hear a
-repeat), it fails as a transient provider error instead.
+A stream is one streaming-generator call (``serve``) for the outputs and small ``push`` calls
+for the inputs; a worker that died surfaces as ``WorkerLost``, a provider's error as the
+``ProviderError`` the worker raised. Policy (which worker, retry after a restart, fallback) is
+``voice_ai.providers.pool`` and the stages, not here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import ray
@@ -19,112 +18,94 @@ from ray.actor import ActorHandle
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.names import worker_name
-from voice_ai.errors import ProviderError, TransientProviderError
-from voice_ai.providers.engines import ChatMessage
+from voice_ai.errors import ProviderError
+from voice_ai.providers.ports import WorkerLost
+from voice_ai.providers.wire import OpenMessage, StreamInput, StreamOutput
 
-logger = logging.getLogger(__name__)
+__all__ = ["RayPoolChannel", "RayPoolPort"]
 
-_WORKER_LOST = (RayActorError, ActorUnavailableError)
-RESTART_WAIT_S = 60.0
+_LOST = (RayActorError, ActorUnavailableError)
+POLL_S = 0.2
 
 
-def _provider_error(e: RayTaskError) -> BaseException:
-    """The engine's own error (a ProviderError) instead of Ray's wrapper, so breakers and
-    fallbacks see the status code and whether it is transient."""
+def _cause(e: RayTaskError) -> BaseException:
+    """The worker's own error (a ProviderError, with its status and class) instead of Ray's
+    wrapper, so breakers and fallbacks see what happened."""
     cause = e.cause
     return cause if isinstance(cause, ProviderError) else e
 
 
-class PoolClient:
-    def __init__(self, stage: str, provider: str, handles: list[ActorHandle],
-                 sample_rate: int = 0) -> None:
+class RayPoolPort:
+    def __init__(self, stage: str, provider: str, handles: list[ActorHandle[Any]]) -> None:
         if not handles:
-            raise ValueError(f"{stage} pool for {provider} has no workers")
-        self.stage = stage
-        self.name = provider
-        self.served_by = provider
-        self.sample_rate = sample_rate
-        self._handles = handles
-        self._busy = [0] * len(handles)
-        self._rr = itertools.count()
+            raise ValueError(f"{stage} pool of {provider} has no workers")
+        self._stage, self._provider, self._handles = stage, provider, handles
 
     @classmethod
-    async def connect(cls, stage: str, provider: str, size: int, namespace: str) -> PoolClient:
-        handles = [ray.get_actor(worker_name(stage, provider, i), namespace=namespace)
-                   for i in range(size)]
-        info = await handles[0].info.remote()
-        return cls(stage, provider, handles, sample_rate=int(info.get("sample_rate") or 0))
+    def named(cls, stage: str, provider: str, size: int, namespace: str) -> RayPoolPort:
+        return cls(stage, provider, [ray.get_actor(worker_name(stage, provider, i),
+                                                   namespace=namespace) for i in range(size)])
 
-    def _pick(self) -> int:
-        start = next(self._rr)
-        order = [(start + k) % len(self._handles) for k in range(len(self._handles))]
-        return min(order, key=lambda i: self._busy[i])
+    @property
+    def stage(self) -> str:
+        return self._stage
 
-    async def _wait_restarted(self, i: int) -> None:
-        deadline = asyncio.get_running_loop().time() + RESTART_WAIT_S
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    @property
+    def size(self) -> int:
+        return len(self._handles)
+
+    async def open(self, worker: int, request: OpenMessage) -> RayPoolChannel:
+        handle = self._handles[worker]
+        stream_id = uuid.uuid4().hex
+        try:
+            outputs: Any = handle.serve.options(num_returns="streaming").remote(stream_id,
+                                                                               request)
+        except _LOST as e:
+            raise WorkerLost(str(e)) from e
+        return RayPoolChannel(handle, stream_id, outputs)
+
+    async def wait_ready(self, worker: int, timeout_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             try:
-                await self._handles[i].info.remote()
+                await self._handles[worker].info.remote()
                 return
-            except _WORKER_LOST:
+            except _LOST:
                 if asyncio.get_running_loop().time() > deadline:
-                    raise TransientProviderError(
-                        f"{self.stage} worker {i} did not come back within {RESTART_WAIT_S:g}s",
-                        provider=self.name) from None
-                await asyncio.sleep(0.2)
+                    raise WorkerLost(f"{self._stage} worker {worker} of {self._provider} did "
+                                     f"not come back within {timeout_s:g}s") from None
+                await asyncio.sleep(POLL_S)
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        i = self._pick()
-        self._busy[i] += 1
+    async def sample_rate(self) -> int:
+        info: dict[str, Any] = await self._handles[0].info.remote()
+        return int(info.get("sample_rate") or 0)
+
+
+class RayPoolChannel:
+    def __init__(self, handle: ActorHandle[Any], stream_id: str, outputs: Any) -> None:
+        self._handle, self._id, self._outputs = handle, stream_id, outputs
+        self._closed = False
+
+    async def send(self, items: Sequence[StreamInput]) -> None:
         try:
-            for attempt in (1, 2):
-                try:
-                    return await getattr(self._handles[i], method).remote(*args)
-                except RayTaskError as e:
-                    raise _provider_error(e) from None
-                except _WORKER_LOST as e:
-                    if attempt == 2:
-                        raise TransientProviderError(f"{self.stage} worker lost twice",
-                                                     provider=self.name) from e
-                    logger.warning("pool worker lost, retrying after restart",
-                                   extra={"stage": self.stage, "worker": i})
-                    await self._wait_restarted(i)
-        finally:
-            self._busy[i] -= 1
+            await self._handle.push.remote(self._id, list(items))
+        except _LOST as e:
+            raise WorkerLost(str(e)) from e
 
-    async def _stream(self, method: str, *args: Any) -> AsyncIterator[Any]:
-        i = self._pick()
-        self._busy[i] += 1
+    async def receive(self) -> AsyncIterator[StreamOutput]:
         try:
-            for attempt in (1, 2):
-                yielded = False
-                try:
-                    gen = getattr(self._handles[i], method).options(
-                        num_returns="streaming").remote(*args)
-                    async for ref in gen:
-                        item = await ref
-                        yielded = True
-                        yield item
-                    return
-                except RayTaskError as e:
-                    raise _provider_error(e) from None
-                except _WORKER_LOST as e:
-                    if yielded or attempt == 2:
-                        raise TransientProviderError(
-                            f"{self.stage} worker lost mid-stream", provider=self.name) from e
-                    logger.warning("pool worker lost, retrying after restart",
-                                   extra={"stage": self.stage, "worker": i})
-                    await self._wait_restarted(i)
-        finally:
-            self._busy[i] -= 1
+            async for ref in self._outputs:
+                yield await ref
+        except RayTaskError as e:
+            raise _cause(e) from None
+        except _LOST as e:
+            raise WorkerLost(str(e)) from e
 
-    # --- engine protocols -------------------------------------------------------------------
-    async def transcribe(self, pcm16: bytes, sample_rate: int, language: str = "en") -> str:
-        text: str = await self._call("transcribe", pcm16, sample_rate, language)
-        return text
-
-    def generate(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        return self._stream("generate", messages)
-
-    def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        return self._stream("synthesize", text)
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._handle.cancel.remote(self._id)  # fire and forget: the worker stops the stream

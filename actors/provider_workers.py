@@ -1,111 +1,96 @@
-"""Pooled provider actors: each loads one engine once and serves any call.
+"""Pooled provider actors: each hosts one livekit provider (``ProviderHost``) for any call.
 
-The actor methods only delegate to the engine (``voice_ai.providers``). They are async and
-concurrent (``max_concurrency``); the engines serialize what their model cannot share. Ray
-restarts a crashed worker (``max_restarts=-1``) under the same name.
+The actor methods only delegate to the host. They are async and concurrent
+(``max_concurrency``); the local models serialize what they cannot share. Ray restarts a
+crashed worker (``max_restarts=-1``) under the same name. A cloud plugin needs an HTTP session
+on the actor's event loop, so it is built on the first call (``info`` at start-up).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import aiohttp
 import psutil
 import ray
 
 from actors.worker_setup import forward_logs
 from voice_ai.config import Settings
-from voice_ai.providers.engines import ChatMessage
-from voice_ai.providers.factory import build_llm_engine, build_stt_engine, build_tts_engine
+from voice_ai.providers.factory import build_provider, is_local
+from voice_ai.providers.host import ProviderHost
+from voice_ai.providers.wire import OpenMessage, StreamInput, StreamOutput
 
 
-class _WorkerBase:
+class _ProviderWorker:
     stage = ""
 
     def __init__(self, settings: Settings, provider: str) -> None:
         forward_logs(settings.ray_namespace)
+        self._settings = settings
         self._provider = provider
-        self._in_flight = 0
-        self._served = 0
+        self._host: ProviderHost | None = None
+        self._http: aiohttp.ClientSession | None = None
+        if is_local(self.stage, provider):  # load the model now: the pool starts warm
+            self._host = self._make_host(None)
         self._started = time.time()
         self._proc = psutil.Process(os.getpid())
-        self._proc.cpu_percent()  # first call primes the counter
+        self._proc.cpu_percent()  # the first call primes the counter
 
-    def info(self) -> dict[str, Any]:
+    def _make_host(self, http: aiohttp.ClientSession | None) -> ProviderHost:
+        provider = build_provider(self._settings, self.stage, self._provider, http_session=http)
+        return ProviderHost(self.stage, self._provider, provider,
+                            timeout_s=self._settings.provider_timeout_s)
+
+    async def _ready(self) -> ProviderHost:
+        if self._host is None:
+            self._http = aiohttp.ClientSession()
+            self._host = self._make_host(self._http)
+        return self._host
+
+    async def info(self) -> dict[str, Any]:
         """Readiness probe and the numbers the health and metrics endpoints show."""
-        mem = self._proc.memory_info()
+        stats = (await self._ready()).stats()
+        device = getattr(getattr(self._host, "provider", None), "engine", None)
         return {
-            "stage": self.stage,
-            "provider": self._provider,
-            "in_flight": self._in_flight,
-            "served": self._served,
-            "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "rss_bytes": mem.rss,
+            "stage": self.stage, "provider": self._provider,
+            "in_flight": stats.in_flight, "served": stats.served,
+            "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+            "rss_bytes": self._proc.memory_info().rss,
             "cpu_percent": self._proc.cpu_percent(),
             "uptime_s": time.time() - self._started,
-            "sample_rate": getattr(self._engine, "sample_rate", None),
-            "device": getattr(self._engine, "device", None),  # whisper: cuda or cpu, resolved
+            "sample_rate": stats.sample_rate or None,
+            "device": getattr(device, "device", None),  # whisper: cuda or cpu, resolved
         }
 
-    def _begin(self) -> None:
-        self._in_flight += 1
+    async def serve(self, stream_id: str, request: OpenMessage) -> AsyncIterator[StreamOutput]:
+        host = await self._ready()
+        async for out in host.serve(stream_id, request):
+            yield out
 
-    def _end(self) -> None:
-        self._in_flight -= 1
-        self._served += 1
+    async def push(self, stream_id: str, items: Sequence[StreamInput]) -> None:
+        (await self._ready()).push(stream_id, items)
+
+    async def cancel(self, stream_id: str) -> None:
+        if self._host is not None:
+            self._host.cancel(stream_id)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
-class SttWorker(_WorkerBase):
+class SttWorker(_ProviderWorker):
     stage = "stt"
 
-    def __init__(self, settings: Settings, provider: str) -> None:
-        super().__init__(settings, provider)
-        self._engine = build_stt_engine(settings, provider)
-
-    async def transcribe(self, pcm16: bytes, sample_rate: int, language: str = "en") -> str:
-        self._begin()
-        try:
-            return await self._engine.transcribe(pcm16, sample_rate, language)
-        finally:
-            self._end()
-
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
-class LlmWorker(_WorkerBase):
+class LlmWorker(_ProviderWorker):
     stage = "llm"
 
-    def __init__(self, settings: Settings, provider: str) -> None:
-        super().__init__(settings, provider)
-        self._engine = build_llm_engine(settings, provider)
-
-    async def generate(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        self._begin()
-        try:
-            async for delta in self._engine.generate(messages):
-                yield delta
-        finally:
-            self._end()
-
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
-class TtsWorker(_WorkerBase):
+class TtsWorker(_ProviderWorker):
     stage = "tts"
-
-    def __init__(self, settings: Settings, provider: str) -> None:
-        super().__init__(settings, provider)
-        self._engine = build_tts_engine(settings, provider)
-
-    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        self._begin()
-        try:
-            async for chunk in self._engine.synthesize(text):
-                yield chunk
-        finally:
-            self._end()
 
 
 WORKER_CLASSES = {"stt": SttWorker, "llm": LlmWorker, "tts": TtsWorker}

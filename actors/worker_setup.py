@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 PLUGINS = (
@@ -37,7 +36,7 @@ class HubSink:
         self._namespace = namespace
         self._hub: Any = None
 
-    def __call__(self, batch: list[Mapping[str, object]]) -> None:
+    def __call__(self, batch: list[dict[str, object]]) -> None:
         import ray
 
         from actors.names import TELEMETRY

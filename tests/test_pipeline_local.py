@@ -1,23 +1,24 @@
-"""The call pipeline with no Ray: CallSession + SimulatedCaller + the real local models.
-
-This is the same object a CallActor runs; here the engines are in-process.
-"""
+"""The call pipeline with the real local models and no Ray: ``CallSession`` + the simulated
+caller + whisper, llama.cpp and Piper behind in-memory pools (the call actor's path with the
+process boundary left out)."""
 
 from __future__ import annotations
 
 import re
+import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.engines import ScriptedLLM, local_engines
+from tests.engines import local_call_providers
+from tests.fakes.providers import ScriptedLLM
 from voice_ai.config import Settings
 from voice_ai.pipeline.recorder import ConversationRecorder
 from voice_ai.pipeline.scenario import CallerLine, Scenario
-from voice_ai.pipeline.session import CallEngines, CallSession
+from voice_ai.pipeline.session import CallSession
 from voice_ai.pipeline.simulated import SimulatedCaller
-from voice_ai.pipeline.vad import load_vad
 from voice_ai.records import CallOutcome, EndReason
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,16 +28,12 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
 
-async def _run(scenario: Scenario, llm: object | None = None, tmp_path: Path | None = None):
+async def _run(scenario: Scenario, llm: ScriptedLLM | None = None):
     settings = Settings()
-    stt, local_llm, tts = local_engines()
-    engines = CallEngines(stt=stt, llm=llm or local_llm, tts=tts,  # type: ignore[arg-type]
-                          vad=load_vad(settings))
+    providers, voice = await local_call_providers(settings, llm=llm)
     recorder = ConversationRecorder()
-    caller = SimulatedCaller(scenario, tts, recorder=recorder)  # type: ignore[arg-type]
-    session = CallSession(settings, engines, call_id="test-call")
-    import time
-
+    caller = SimulatedCaller(scenario, voice, recorder=recorder)
+    session = CallSession(settings, providers, call_id="test-call")
     record = await session.run(caller, admitted_at=time.time())
     return record, recorder
 
@@ -54,12 +51,11 @@ async def test_one_call_real_models_transcribes_and_answers(tmp_path: Path) -> N
     assert {"appointment", "tuesday"} <= heard, turn.user_text  # real STT, not the script
     assert turn.agent_text.strip()
     assert turn.e2e_s is not None and turn.e2e_s > 0.0  # a timing, not a target (benchmarks)
-    assert turn.stt_provider == "whisper" and turn.tts_provider == "piper"
+    assert (turn.stt_provider, turn.llm_provider, turn.tts_provider) == (
+        "whisper", "local", "piper")
     assert recorder.agent_voiced_seconds > 0.5  # greeting + answer were heard
 
     wav = recorder.save(tmp_path / "call.wav")
-    import wave
-
     with wave.open(str(wav)) as w:
         assert w.getnchannels() == 2
         frames = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
@@ -70,7 +66,7 @@ async def test_barge_in_interrupts_the_agent() -> None:
     long_reply = ("Our cleaning prices depend on the treatment, a standard cleaning is eighty "
                   "dollars, a deep cleaning is one hundred and fifty dollars, and whitening is "
                   "three hundred dollars, we also offer payment plans for larger treatments.")
-    llm = ScriptedLLM(replies=[long_reply, "Sure, Monday works."])
+    llm = ScriptedLLM(replies=[long_reply, "Sure, Monday works."], name="local")
     scenario = Scenario(name="barge", turns=(
         CallerLine(say="Can you tell me about your cleaning prices?"),
         CallerLine(say="Sorry, I just need an appointment on Monday.", barge_in_after_s=1.0),

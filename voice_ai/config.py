@@ -86,6 +86,38 @@ class Settings(BaseSettings):
     cartesia_base_url: str | None = None
     provider_timeout_s: float = Field(10.0, gt=0.0, le=120.0)
 
+    # --- the streaming call path (docs/architecture.md) --------------------------------------
+    cloud_placement: Literal["call", "pool"] = "call"
+    """Where a cloud provider's live session runs: in the call actor (the plugin in-process;
+    breaker and quota asked through the registry at each stream or request), or in the pool
+    actors (reached through the pool port). Measured in docs/architecture.md."""
+    deepgram_endpointing_ms: int = Field(300, ge=10, le=5000)
+    """Silence after which Deepgram ends an utterance (``speech_final``); with Deepgram the
+    caller's turn ends there (livekit turn detection "stt")."""
+    tts_text_granularity: Literal["word", "clause", "sentence"] = "clause"
+    """How much LLM text Cartesia is sent at a time (Piper always starts at the first clause)."""
+    preemptive_generation: bool = True
+    """Start the LLM on the transcript before the caller's turn is confirmed; cancelled if the
+    caller goes on talking."""
+    preemptive_tts: bool = True
+    """Also start synthesis of the preemptive reply before the turn is confirmed."""
+    stt_preflight: bool = True
+    """Speculative early transcript (livekit PREFLIGHT_TRANSCRIPT) at a short silence: whisper
+    transcribes the utterance so far; Deepgram's latest interim is used. Committed only if the
+    caller stayed silent, discarded if they went on."""
+    stt_preflight_silence_s: float = Field(0.15, ge=0.05, le=2.0)
+    """Silence after speech before the speculative transcript is taken."""
+    stt_stall_timeout_s: float = Field(2.0, gt=0.0, le=60.0)
+    """A live STT stream that got speech but sent nothing back for this long has failed: the
+    turn finishes on the fallback (its audio since the last final replayed)."""
+    deepgram_concurrency: int = Field(100, ge=1, le=100_000)
+    """Per-account limit on concurrent Deepgram streams, cluster-wide; over it a call uses
+    whisper."""
+    openai_concurrency: int = Field(100, ge=1, le=100_000)
+    """Per-account limit on concurrent OpenAI requests, cluster-wide; over it the local LLM."""
+    cartesia_concurrency: int = Field(100, ge=1, le=100_000)
+    """Per-account limit on concurrent Cartesia streams, cluster-wide; over it Piper."""
+
     # --- circuit breakers (docs/resilience.md) ---------------------------------------------
     breaker_window_s: float = Field(30.0, gt=0.0)
     breaker_min_requests: int = Field(5, ge=1)

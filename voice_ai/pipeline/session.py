@@ -1,8 +1,20 @@
-"""One call: an ``AgentSession`` (VAD end of turn, barge-in) over a transport, timed per turn.
+"""One call: an ``AgentSession`` over a transport, streaming end to end, timed per turn.
 
-``CallSession`` is the whole call pipeline and knows nothing of Ray: the call actor, the no-Ray
-benchmark baseline and the tests all run this same object; only the engines and the transport
-passed in differ.
+``CallSession`` is the whole call pipeline and knows nothing of Ray: the call actor, the
+no-Ray paths and the tests run this same object; only the providers and the transport passed
+in differ. What makes it answer fast:
+
+- STT streams for the whole call (Deepgram live) or is VAD-segmented (whisper), and the
+  caller's turn ends where the provider is best at telling: Deepgram's endpointing (livekit
+  turn detection "stt") or the VAD ("vad") for whisper (``CallProviders.turn_detection``);
+- preemptive generation (on by default): the LLM starts on the transcript, even an early
+  one (PREFLIGHT), before the turn is confirmed; livekit cancels it if the caller goes on
+  and the cancelled reply is never played nor kept in the chat history;
+- TTS takes the LLM's text as it streams and speaks from the first clause.
+
+The agent comes from a factory (``agent_factory``), so a receptionist with function tools
+runs here unchanged; tools work through the pools (``voice_ai.providers.pooled``) and with
+in-process providers alike.
 """
 
 from __future__ import annotations
@@ -12,53 +24,80 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from livekit.agents import Agent, AgentSession, vad
+from livekit.agents import Agent, AgentSession, APIConnectOptions, llm, stt, tts, vad
 from livekit.agents.llm import ChatMessage
+from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from voice_ai.config import Settings
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
-from voice_ai.providers.adapters import EngineLLM, EngineSTT, EngineTTS, ServedBy
-from voice_ai.providers.engines import SpeechSynthesizer, SpeechToText, TextGenerator
 from voice_ai.records import CallRecord, EndReason, TurnTimings
+from voice_ai.resilience.served import SERVED, Served
 
-__all__ = ["CallEngines", "CallSession", "Receptionist"]
+__all__ = ["AgentFactory", "CallProviders", "CallSession", "Receptionist", "receptionist"]
 
 logger = logging.getLogger(__name__)
+NO_RETRY = APIConnectOptions(max_retry=0)  # the stages' breakers and fallbacks decide
+
+TurnDetection = Literal["stt", "vad"]
 
 
 @dataclass
-class CallEngines:
-    """What a call needs from providers, already prepared (a warm call actor holds these)."""
+class CallProviders:
+    """What a call needs from providers, ready (a warm call actor holds these).
 
-    stt: SpeechToText
-    llm: TextGenerator
-    tts: SpeechSynthesizer
+    ``stt`` / ``llm`` / ``tts`` are livekit providers; the stages
+    (``voice_ai.resilience.{stt,llm,tts}_stage``) emit ``"served"`` events, which the turns
+    record. ``turn_detection``: "stt" when the STT's endpointing ends the caller's turn
+    (Deepgram), "vad" when the VAD does (whisper).
+    """
+
+    stt: stt.STT[Any]
+    llm: llm.LLM[Any]
+    tts: tts.TTS[Any]
     vad: vad.VAD
+    turn_detection: TurnDetection = "vad"
 
 
 class Receptionist(Agent):
+    """The plain receptionist: the system prompt, no tools."""
+
     def __init__(self, instructions: str) -> None:
         super().__init__(instructions=instructions)
 
 
+AgentFactory = Callable[[Settings], Agent]
+
+
+def receptionist(settings: Settings) -> Agent:
+    return Receptionist(settings.system_prompt)
+
+
 @dataclass
 class _TurnBuilder:
-    """Pairs caller messages with the agent reply that answered them."""
+    """Pairs caller messages with the agent reply that answered them; records which provider
+    served each stage from the stages' ``served`` events."""
 
     settings: Settings
     marks: Callable[[], list[CallerSpeechMark]]
-    served: ServedBy
     on_turn: Callable[[TurnTimings], None] | None
     turns: list[TurnTimings] = field(default_factory=list)
     _user: list[ChatMessage] = field(default_factory=list)
+    _served: dict[str, Served] = field(default_factory=dict)
+
+    def on_served(self, served: Served) -> None:
+        self._served[served.stage] = served
 
     def add(self, item: ChatMessage) -> None:
         if item.role == "user":
             self._user.append(item)
         elif item.role == "assistant" and self._user:
             self._close(item)
+
+    def _provider(self, stage: str) -> str:
+        served = self._served.get(stage)
+        return served.provider if served is not None else ""
 
     def _close(self, reply: ChatMessage) -> None:
         user_metrics: dict[str, Any] = dict(self._user[0].metrics or {})
@@ -71,12 +110,6 @@ class _TurnBuilder:
             e2e = reply_metrics.get("e2e_latency")
         ended = (mark.ended_speaking_at if mark is not None
                  else user_metrics.get("stopped_speaking_at", time.time()))
-        s = self.settings
-        fallback = (
-            (self.served.stt not in ("", s.stt_provider))
-            or (self.served.llm not in ("", s.llm_provider))
-            or (self.served.tts not in ("", s.tts_provider))
-        )
         turn = TurnTimings(
             index=index,
             ended_speaking_at=float(ended),
@@ -85,15 +118,16 @@ class _TurnBuilder:
             end_of_turn_s=user_metrics.get("end_of_turn_delay"),
             llm_ttft_s=reply_metrics.get("llm_node_ttft"),
             tts_ttfb_s=reply_metrics.get("tts_node_ttfb"),
-            stt_provider=self.served.stt,
-            llm_provider=self.served.llm,
-            tts_provider=self.served.tts,
-            fallback_used=fallback,
+            stt_provider=self._provider("stt"),
+            llm_provider=self._provider("llm"),
+            tts_provider=self._provider("tts"),
+            fallback_used=any(s.fallback for s in self._served.values()),
             interrupted=bool(reply.interrupted),
             user_text=" ".join((m.text_content or "") for m in self._user).strip(),
             agent_text=(reply.text_content or "").strip(),
         )
         self._user.clear()
+        self._served.clear()
         self.turns.append(turn)
         if self.on_turn is not None:
             self.on_turn(turn)
@@ -105,33 +139,38 @@ class CallSession:
     def __init__(
         self,
         settings: Settings,
-        engines: CallEngines,
+        providers: CallProviders,
         *,
         call_id: str,
         node_id: str = "",
         on_turn: Callable[[TurnTimings], None] | None = None,
         on_listening: Callable[[float], None] | None = None,
+        agent_factory: AgentFactory = receptionist,
     ) -> None:
         self.settings = settings
-        self.engines = engines
+        self.providers = providers
         self.call_id = call_id
         self.node_id = node_id
         self._on_turn = on_turn
         self._on_listening = on_listening
+        self._agent_factory = agent_factory
 
-    def _agent_session(self, served: ServedBy) -> AgentSession[Any]:
-        _vad_silence_s, min_delay_s = self.settings.endpointing
+    def _agent_session(self) -> AgentSession[Any]:
+        s = self.settings
+        _vad_silence_s, min_delay_s = s.endpointing
+        p = self.providers
         return AgentSession(
-            vad=self.engines.vad,
-            stt=EngineSTT(self.engines.stt, served),
-            llm=EngineLLM(self.engines.llm, served),
-            tts=EngineTTS(self.engines.tts, served),
+            vad=p.vad, stt=p.stt, llm=p.llm, tts=p.tts,
             turn_handling={
-                "turn_detection": "vad",
+                "turn_detection": p.turn_detection,
                 "endpointing": {"min_delay": min_delay_s, "max_delay": 3.0},
                 "interruption": {"mode": "vad"},
-                "preemptive_generation": {"enabled": False},
+                "preemptive_generation": {"enabled": s.preemptive_generation,
+                                          "preemptive_tts": s.preemptive_tts},
             },
+            conn_options=SessionConnectOptions(stt_conn_options=NO_RETRY,
+                                               llm_conn_options=NO_RETRY,
+                                               tts_conn_options=NO_RETRY),
             aec_warmup_duration=None,
             user_away_timeout=None,
         )
@@ -139,13 +178,21 @@ class CallSession:
     async def run(
         self, transport: CallTransport, *, admitted_at: float, warm: bool = True
     ) -> CallRecord:
-        served = ServedBy()
         started_at = admitted_at
         setup_s: float | None = None
         end_reason = EndReason.ERROR
         error = ""
-        builder = _TurnBuilder(self.settings, transport.speech_marks, served, self._on_turn)
-        session = self._agent_session(served)
+
+        def on_turn(turn: TurnTimings) -> None:
+            transport.report_turn(turn)
+            if self._on_turn is not None:
+                self._on_turn(turn)
+
+        builder = _TurnBuilder(self.settings, transport.speech_marks, on_turn)
+        session = self._agent_session()
+        served_by = (self.providers.stt, self.providers.llm, self.providers.tts)
+        for provider in served_by:
+            provider.on(SERVED, builder.on_served)
 
         def on_item(ev: Any) -> None:
             if isinstance(ev.item, ChatMessage):
@@ -158,14 +205,15 @@ class CallSession:
             caller_prep_s = time.time() - prep_started
             await transport.connect()
             await transport.attach(session)
-            await session.start(Receptionist(self.settings.system_prompt), record=False)
+            await session.start(self._agent_factory(self.settings), record=False)
             setup_s = time.time() - admitted_at - caller_prep_s
             if self._on_listening is not None:
                 self._on_listening(setup_s)
             session.say(self.settings.greeting)
+            # the transport's watchdog ends an over-long call (MAX_CALL_DURATION_S) with its
+            # own reason; this bound only guards against a transport that never ends
             end_reason = await asyncio.wait_for(
-                transport.wait_ended(), timeout=self.settings.max_call_duration_s
-            )
+                transport.wait_ended(), timeout=self.settings.max_call_duration_s + 60.0)
         except TimeoutError:
             end_reason = EndReason.TIMEOUT
             error = f"call exceeded MAX_CALL_DURATION_S={self.settings.max_call_duration_s:g}"
@@ -174,10 +222,14 @@ class CallSession:
             end_reason, error = EndReason.ERROR, f"{type(e).__name__}: {e}"
         finally:
             await self._close(session, transport)
+            for provider in served_by:
+                provider.off(SERVED, builder.on_served)
         unanswered = getattr(transport, "unanswered", [])
         if unanswered and end_reason is EndReason.CALLER_HANGUP:
             end_reason = EndReason.ERROR
             error = f"agent did not answer caller turn(s) {unanswered}"
+        if not error and transport.end_detail:
+            error = transport.end_detail
         return CallRecord(
             call_id=self.call_id,
             direction=transport.direction,

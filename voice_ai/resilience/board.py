@@ -19,6 +19,7 @@ from voice_ai.resilience.breaker import (
     Admission,
     BreakerConfig,
     BreakerSnapshot,
+    BreakerState,
     CircuitBreaker,
     Clock,
     Transition,
@@ -83,6 +84,22 @@ class BreakerBoard:
             breaker.record_success()
         else:
             breaker.record_failure(error or "unknown error", transient=transient)
+
+    def restore_states(self, states: dict[str, str]) -> list[str]:
+        """Re-seed a new board (the registry restarted) with the states last seen of the old
+        one: a provider that was open or half-open is opened again (its recovery timeout
+        starts over), so a restart does not let a flood of requests into a provider that is
+        down. Returns the providers re-opened."""
+        reopened = []
+        for provider, state in sorted(states.items()):
+            if state in (BreakerState.OPEN.value, BreakerState.HALF_OPEN.value):
+                self.breaker(provider).reopen("restored after a registry restart")
+                reopened.append(provider)
+        return reopened
+
+    def release(self, provider: str) -> None:
+        """An admitted request ended without an outcome: free its slot."""
+        self.breaker(provider).release()
 
     def snapshot(self, provider: str) -> BreakerSnapshot:
         return self.breaker(provider).snapshot()

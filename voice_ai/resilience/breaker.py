@@ -51,6 +51,7 @@ class Admission(StrEnum):
     PROBE = "probe"  # admitted as one of the limited half-open probes
     OPEN = "open"  # refused: the provider is considered down
     THROTTLED = "throttled"  # refused for now: enough requests are in flight to decide
+    QUOTA = "quota"  # refused: the account's concurrency limit is reached (``QuotaBoard``)
 
     @property
     def allowed(self) -> bool:
@@ -190,6 +191,19 @@ class CircuitBreaker:
             self._window.append((self._clock(), True))
             if self._would_open(extra_failures=0):
                 self._open(f"failure ratio reached: {error}")
+
+    def reopen(self, reason: str) -> None:
+        """Open now (a restarted registry re-seeded with the state its predecessor had): the
+        recovery timeout starts over, then half-open probes as usual."""
+        self._tick()
+        if self._state is not BreakerState.OPEN:
+            self._open(reason)
+
+    def release(self) -> None:
+        """An admitted request ended without an outcome (cancelled, never sent): free its slot
+        and record nothing."""
+        self._tick()
+        self._release()
 
     def snapshot(self) -> BreakerSnapshot:
         self._tick()

@@ -5,18 +5,26 @@
     permanent  HTTP 400, 401, 403, 404, 422 and every other 4xx; any exception we do not
                recognise (a bug or a protocol surprise should reach a person, not trip breakers)
 
-The decision looks only at the exception, never at which provider raised it, so every engine and
-the breakers agree. ``to_provider_error`` converts at the engine boundary.
+The decision looks only at the exception, never at which provider raised it, so every provider
+and the breakers agree. ``to_provider_error`` converts at a pool worker's boundary (a livekit or
+aiohttp error becomes a picklable ``ProviderError``); ``to_api_error`` converts back on the call
+side, so ``AgentSession`` sees livekit's own ``APIError`` family.
 """
 
 from __future__ import annotations
 
 import aiohttp
-from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
+from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
 
 from voice_ai.errors import PermanentProviderError, ProviderError, TransientProviderError
 
-__all__ = ["is_transient", "status_code_of", "to_provider_error", "transient_status"]
+__all__ = [
+    "is_transient",
+    "status_code_of",
+    "to_api_error",
+    "to_provider_error",
+    "transient_status",
+]
 
 _TRANSIENT_4XX = frozenset({408, 429})
 
@@ -74,3 +82,13 @@ def to_provider_error(exc: BaseException, provider: str) -> ProviderError:
         message += f": {detail[:200]}"
     cls = TransientProviderError if is_transient(exc) else PermanentProviderError
     return cls(message, provider=provider, status_code=status)
+
+
+def to_api_error(exc: ProviderError) -> APIError:
+    """livekit's error for a pool's ``ProviderError`` (raise it ``from exc``). Not retryable:
+    the breakers and fallbacks above decide what happens next, not livekit's retry loop."""
+    if isinstance(exc, PermanentProviderError) or not exc.retryable:
+        return APIStatusError(str(exc), status_code=exc.status_code or 400, retryable=False)
+    if exc.status_code is not None:
+        return APIStatusError(str(exc), status_code=exc.status_code, retryable=False)
+    return APIConnectionError(str(exc), retryable=False)

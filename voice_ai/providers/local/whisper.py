@@ -8,6 +8,10 @@ takes any length up to 3000 frames): with ``tiny.en`` on 2 CPU cores a 2.5 s que
 (within noise, tests/test_whisper_window.py compares the two). Windows much shorter than
 10 s make the decoder repeat itself, hence the 5 s floor. ``window_s = 30`` is stock faster-whisper;
 longer utterances always take that path.
+
+``WhisperSTT`` is the livekit provider over the model: non-streaming (``recognize`` of one
+utterance), so the call segments speech with its VAD first (``stt.StreamAdapter`` or the
+stage's own segmenter, ``voice_ai.resilience.stt_stage``).
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from livekit.agents import APIConnectionError, APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
+from voice_ai.audio import concat_frames, resample_pcm
 from voice_ai.errors import TransientProviderError
 
-__all__ = ["WhisperEngine", "pick_device"]
+__all__ = ["WhisperEngine", "WhisperSTT", "pick_device"]
 
 logger = logging.getLogger(__name__)
 WHISPER_SAMPLE_RATE = 16_000
@@ -44,15 +52,6 @@ def pick_device(device: str, compute_type: str) -> tuple[str, str]:
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
     return device, compute_type
-
-
-def resample_to_16k(samples: np.ndarray[Any, np.dtype[np.float32]], rate: int) -> Any:
-    if rate == WHISPER_SAMPLE_RATE:
-        return samples
-    n_out = int(round(len(samples) * WHISPER_SAMPLE_RATE / rate))
-    x_old = np.linspace(0.0, 1.0, num=len(samples), endpoint=False)
-    x_new = np.linspace(0.0, 1.0, num=n_out, endpoint=False)
-    return np.interp(x_new, x_old, samples).astype(np.float32)
 
 
 @dataclass
@@ -169,5 +168,35 @@ class WhisperEngine:
 
 
 def _to_16k(pcm16: bytes, sample_rate: int) -> Any:
-    audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
-    return resample_to_16k(audio, sample_rate)
+    pcm16k = resample_pcm(pcm16, sample_rate, WHISPER_SAMPLE_RATE)
+    return np.frombuffer(pcm16k, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+class WhisperSTT(stt.STT[Any]):
+    """faster-whisper as a livekit STT: one utterance in, its final transcript out."""
+
+    def __init__(self, engine: WhisperEngine) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self.engine = engine
+
+    @property
+    def provider(self) -> str:
+        return self.engine.name
+
+    @property
+    def model(self) -> str:
+        return Path(self.engine.model_path).name
+
+    async def _recognize_impl(
+        self, buffer: utils.AudioBuffer, *, language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        frame = concat_frames(buffer) if isinstance(buffer, list) else buffer
+        lang = language if isinstance(language, str) else "en"
+        try:
+            text = await self.engine.transcribe(frame.data.tobytes(), frame.sample_rate, lang)
+        except TransientProviderError as e:
+            raise APIConnectionError(str(e), retryable=False) from e
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text)])

@@ -1,0 +1,124 @@
+"""The breaker board port: what a call asks before it sends to a cloud provider.
+
+    admission = await board.acquire("deepgram", lease)   # breaker + per-account quota
+    if admission.allowed:
+        ... one request, or one turn of a live stream ...
+        await board.report("deepgram", Outcome.success())      # or failure(...), or None
+    await board.release("deepgram", lease)                 # the quota slot, at stream end
+
+``acquire`` is authoritative: the breaker reserves the request's slot (``CircuitBreaker``), so
+however many calls race, no more requests reach a failing provider than it takes to open the
+breaker. ``report(None)`` ends an admitted request without an outcome (cancelled before it
+said anything about the provider). The cluster has one ``BoardService`` (in the named breaker
+registry actor, ``actors/breaker_registry.py``); tests use it directly with an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from voice_ai.config import Settings
+from voice_ai.resilience.board import BreakerBoard, breaker_config_from_settings
+from voice_ai.resilience.breaker import Admission, BreakerSnapshot, Transition
+from voice_ai.resilience.classify import is_transient
+from voice_ai.resilience.quota import QuotaBoard
+
+__all__ = ["THROTTLE_WAIT_S", "BoardService", "Outcome", "ProviderBoard", "board_from_settings"]
+
+THROTTLE_WAIT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+    transient: bool = True
+
+    @classmethod
+    def success(cls) -> Outcome:
+        return cls(ok=True)
+
+    @classmethod
+    def failure(cls, exc: BaseException) -> Outcome:
+        """Classified by ``is_transient``: only transient failures count in the breaker."""
+        return cls(ok=False, error=f"{type(exc).__name__}: {exc}"[:300],
+                   transient=is_transient(exc))
+
+
+class ProviderBoard(Protocol):
+    async def acquire(self, provider: str, lease: str) -> Admission: ...
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None: ...
+
+    async def release(self, provider: str, lease: str) -> None: ...
+
+
+class BoardService:
+    """The breakers and quotas of every provider, for every call of the cluster.
+
+    A throttled acquire (enough requests in flight to decide whether the provider is down)
+    waits up to ``throttle_wait_s`` for outcomes before it gives up (the caller then uses the
+    fallback); outcomes and releases wake it.
+    """
+
+    def __init__(self, breakers: BreakerBoard, quotas: QuotaBoard, *,
+                 throttle_wait_s: float = THROTTLE_WAIT_S) -> None:
+        self.breakers = breakers
+        self.quotas = quotas
+        self._throttle_wait_s = throttle_wait_s
+        self._changed = asyncio.Event()
+
+    async def acquire(self, provider: str, lease: str) -> Admission:
+        # a real wait for other requests' outcomes: the event loop's clock, not the
+        # breakers' (injected) one
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._throttle_wait_s
+        while True:
+            admission = self.breakers.acquire(provider)
+            remaining = deadline - loop.time()
+            if admission is not Admission.THROTTLED or remaining <= 0:
+                break
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                pass
+        if admission.allowed and not self.quotas.take(provider, lease):
+            self.breakers.release(provider)
+            return Admission.QUOTA
+        return admission
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None:
+        if outcome is None:
+            self.breakers.release(provider)
+        else:
+            self.breakers.report(provider, ok=outcome.ok, error=outcome.error,
+                                 transient=outcome.transient)
+        self._wake()
+
+    async def release(self, provider: str, lease: str) -> None:
+        self.quotas.give_back(provider, lease)
+        self._wake()
+
+    def snapshots(self) -> dict[str, BreakerSnapshot]:
+        return self.breakers.snapshots()
+
+    def transitions_since(self, seq: int) -> tuple[int, list[Transition]]:
+        return self.breakers.transitions_since(seq)
+
+    def _wake(self) -> None:
+        self._changed.set()  # wake throttled acquirers
+        self._changed = asyncio.Event()
+
+
+def board_from_settings(settings: Settings) -> BoardService:
+    """The cluster's board: breakers from the CIRCUIT_BREAKER_* / BREAKER_* knobs, quotas from
+    DEEPGRAM_CONCURRENCY, OPENAI_CONCURRENCY and CARTESIA_CONCURRENCY."""
+    limits = {"deepgram": settings.deepgram_concurrency, "openai": settings.openai_concurrency,
+              "cartesia": settings.cartesia_concurrency}
+    # a lease outlives its call only when the call actor died without giving it back
+    lease_s = settings.max_call_duration_s + 60.0
+    return BoardService(BreakerBoard(breaker_config_from_settings(settings)),
+                        QuotaBoard(limits, lease_s=lease_s))
