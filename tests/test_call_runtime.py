@@ -4,6 +4,7 @@ providers, a scripted caller at real-time pace (a few seconds per call).
 - preemptive generation: a reply started on an early transcript and cancelled because the
   caller went on talking is never heard (no frame of it reaches the transport) and never
   enters the chat history;
+- an agent's function tools run in the call while the model answers through the LLM pool;
 - the streaming cloud path (Deepgram-like live STT, turn detection "stt"): which provider
   served each stage is recorded on the turn, and a Deepgram stream that drops mid-call
   finishes that turn on whisper, in the same call.
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import llm
+from livekit.agents import Agent, function_tool, llm
 
 from tests.fakes.providers import (
     EnergyVAD,
@@ -25,6 +26,7 @@ from tests.fakes.providers import (
     ScriptedLLM,
     ScriptedSTT,
     ToneTTS,
+    ToolCallReply,
     frames,
     tone,
     utterance,
@@ -137,3 +139,42 @@ async def test_streaming_cloud_call_records_providers_and_fails_over_mid_call() 
     assert record.turns[1].user_text == "thank you whisper"  # the turn was not lost
     assert [t.fallback_used for t in record.turns] == [False, True]
     assert board.breakers.snapshot("deepgram").total_failures == 1
+
+
+class ToolAgent(Agent):
+    """A receptionist with one function tool (what the agent factory hands F's agents)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__(instructions="You are a receptionist.")
+        self.journal = journal
+
+    @function_tool
+    async def opening_hours(self, day: str) -> str:
+        """The clinic's opening hours on a day.
+
+        Args:
+            day: weekday name
+        """
+        self.journal.append(day)
+        return f"{day}: 9 am to 5 pm"
+
+
+async def test_agent_tools_run_in_the_call_through_the_llm_pool() -> None:
+    settings = Settings(stt_preflight=False)
+    journal: list[str] = []
+    agent_llm = ScriptedLLM([ToolCallReply("opening_hours", '{"day": "Friday"}', "c1"),
+                             "On Friday we are open from nine to five."])
+    runtime = CallRuntime(settings, pools(stt_whisper=ScriptedSTT(["are you open on friday"]),
+                                          llm_local=agent_llm, tts_piper=ToneTTS()),
+                          None, vad_loader=lambda s: EnergyVAD(min_silence_s=0.4),
+                          agent_factory=lambda ctx: ToolAgent(journal))
+    script = frames(bytes(int(0.6 * 16_000) * 2)) + utterance(speech_s=0.5, silence_s=1.5)
+    record = await runtime.run_call(spec(), transport=ScriptedCaller(script,
+                                                                     hang_up_after_s=0.6))
+
+    assert record.outcome is CallOutcome.COMPLETED, record.error
+    assert journal == ["Friday"]  # the tool ran in the call, with the pool model's arguments
+    assert agent_llm.tools_seen[0] == ["opening_hours"]  # the schema crossed the pool
+    second = agent_llm.requests[1].items
+    assert [i.type for i in second][-2:] == ["function_call", "function_call_output"]
+    assert record.turns[-1].agent_text == "On Friday we are open from nine to five."

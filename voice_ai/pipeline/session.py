@@ -35,7 +35,8 @@ from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
 from voice_ai.records import CallRecord, EndReason, TurnTimings
 from voice_ai.resilience.served import SERVED, Served
 
-__all__ = ["AgentFactory", "CallProviders", "CallSession", "Receptionist", "receptionist"]
+__all__ = ["AgentContext", "AgentFactory", "CallProviders", "CallSession", "Receptionist",
+           "receptionist"]
 
 logger = logging.getLogger(__name__)
 NO_RETRY = APIConnectOptions(max_retry=0)  # the stages' breakers and fallbacks decide
@@ -67,11 +68,25 @@ class Receptionist(Agent):
         super().__init__(instructions=instructions)
 
 
-AgentFactory = Callable[[Settings], Agent]
+@dataclass(frozen=True)
+class AgentContext:
+    """What an agent factory knows about the call it makes an agent for."""
+
+    settings: Settings
+    call_id: str
+    transport: CallTransport
+    """The call's transport: its actions (``transfer``, ``send_dtmf``, ``end_call``) are what
+    a receptionist's tools act on."""
 
 
-def receptionist(settings: Settings) -> Agent:
-    return Receptionist(settings.system_prompt)
+AgentFactory = Callable[[AgentContext], Agent]
+"""Makes the livekit ``Agent`` of one call (called once per call, before the session starts).
+Its ``@function_tool``s run in the call, whichever LLM answers (in-process or through the
+pool: tool schemas travel out, tool calls come back)."""
+
+
+def receptionist(ctx: AgentContext) -> Agent:
+    return Receptionist(ctx.settings.system_prompt)
 
 
 @dataclass
@@ -205,7 +220,8 @@ class CallSession:
             caller_prep_s = time.time() - prep_started
             await transport.connect()
             await transport.attach(session)
-            await session.start(self._agent_factory(self.settings), record=False)
+            agent = self._agent_factory(AgentContext(self.settings, self.call_id, transport))
+            await session.start(agent, record=False)
             setup_s = time.time() - admitted_at - caller_prep_s
             if self._on_listening is not None:
                 self._on_listening(setup_s)
