@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit.agents import tts
 
 from tests.chromium import Chromium, chromium_binary
 from tests.talk_harness import InProcessTalkCalls, serve_talk_page
-from voice_ai.audio import resample_pcm, silence
+from voice_ai.audio import pcm_of, resample_pcm, silence
 from voice_ai.config import Settings
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
@@ -44,10 +45,11 @@ WAV_RATE = 48_000
 LEAD_SILENCE_S = 6.0  # the page connects and the agent greets before the caller speaks
 
 
-async def _caller_wav(path: Path, voice: Any) -> float:
+async def _caller_wav(path: Path, voice: tts.TTS[Any]) -> float:
     """The caller's microphone: silence, the line spoken by Piper, then silence. Returns the
     second at which the caller stops speaking, from the start of the file."""
-    pcm = b"".join([chunk async for chunk in voice.synthesize(CALLER_LINE)])
+    async with voice.synthesize(CALLER_LINE) as stream:
+        pcm = pcm_of([event.frame async for event in stream])
     speech = resample_pcm(pcm, voice.sample_rate, WAV_RATE)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -68,25 +70,22 @@ def _stored(db: Path, call_id: str) -> tuple[str, str, str, int]:
 
 
 async def test_a_browser_calls_the_agent_through_the_page(tmp_path: Path) -> None:
-    from tests.engines import local_engines
-    from voice_ai.pipeline.session import CallEngines, CallSession
-    from voice_ai.pipeline.vad import load_vad
+    from tests.engines import local_call_providers
+    from voice_ai.pipeline.session import CallSession
     from voice_ai.store.call_store import CallStore
 
     settings = Settings(_env_file=None, db_path=tmp_path / "voice_ai.db",  # type: ignore[call-arg]
                         data_dir=tmp_path, log_dir=tmp_path / "logs")
-    stt, llm, tts = local_engines()
-    engines = CallEngines(stt=stt, llm=llm, tts=tts, vad=load_vad(settings))  # type: ignore[arg-type]
+    providers, voice = await local_call_providers(settings)
     store = CallStore(settings.db_path)
 
     async def run_call(spec: CallSpec, transport: CallTransport) -> CallRecord:
-        session = CallSession(settings, engines, call_id=spec.call_id,
-                              on_turn=transport.report_turn)
+        session = CallSession(settings, providers, call_id=spec.call_id)
         return await session.run(transport, admitted_at=spec.admitted_at)
 
     calls = InProcessTalkCalls(settings, run_call, store.write_call)
     wav = tmp_path / "caller.wav"
-    await _caller_wav(wav, tts)
+    await _caller_wav(wav, voice)
     started = time.monotonic()
     async with serve_talk_page(settings, calls) as base, \
             Chromium.launch(f"{base}/talk", mic_wav=wav) as page:
