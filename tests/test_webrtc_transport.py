@@ -4,32 +4,25 @@ ways over real ICE/DTLS/SRTP on the host's own address, the data channel, barge-
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import math
 import time
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 from livekit.agents import AgentSession
 from livekit.agents.voice.events import UserInputTranscribedEvent
 
-from voice_ai.audio import frame_from_pcm, rms, rms_dbfs
+from tests.webrtc_peer import FRAME, RATE, BrowserPeer
+from voice_ai.audio import frame_from_pcm, rms
 from voice_ai.config import Settings
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transports import answer_offer
 from voice_ai.records import EndReason, TurnTimings
-from voice_ai.webrtc.signalling import SdpAnswer, SdpOffer
 from voice_ai.webrtc.transport import CALLER_SAMPLE_RATE, WebRtcTransport
 
 pytestmark = pytest.mark.unit
-
-RATE = 48_000
-FRAME = 960
 
 
 def _tone(seconds: float, rate: int = RATE, hz: float = 440.0) -> bytes:
@@ -37,77 +30,7 @@ def _tone(seconds: float, rate: int = RATE, hz: float = 440.0) -> bytes:
     return (np.sin(2 * math.pi * hz * t) * 10_000).astype(np.int16).tobytes()
 
 
-class _Mic(MediaStreamTrack):
-    """The browser's microphone: ``pcm`` (48 kHz mono) once, then silence, in real time."""
-
-    kind = "audio"
-
-    def __init__(self, pcm: bytes) -> None:
-        super().__init__()
-        self._pcm, self._pts, self._start = pcm, 0, time.monotonic()
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.monotonic()))
-        chunk = self._pcm[self._pts * 2 : (self._pts + FRAME) * 2].ljust(FRAME * 2, b"\0")
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
-        frame.planes[0].update(chunk)
-        frame.sample_rate, frame.pts = RATE, self._pts
-        frame.time_base = fractions.Fraction(1, RATE)
-        self._pts += FRAME
-        return frame
-
-
-class _Browser:
-    """What the call page does: mic + data channel, non-trickle offer, listen to the agent."""
-
-    def __init__(self, mic_pcm: bytes = b"") -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(_Mic(mic_pcm))
-        self.channel = self.pc.createDataChannel("events")
-        self.messages: list[dict[str, Any]] = []
-        self.loud_at: list[float] = []  # wall time of each agent frame above -40 dBFS
-        self._listener: asyncio.Task[None] | None = None
-        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._listener = asyncio.create_task(self._listen(track))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, av.AudioFrame)
-                if rms_dbfs(frame.to_ndarray().tobytes()) > -40:
-                    self.loud_at.append(time.time())
-        except MediaStreamError:
-            pass
-
-    async def offer(self) -> SdpOffer:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return SdpOffer(sdp=self.pc.localDescription.sdp)
-
-    async def answer(self, answer: SdpAnswer) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
-
-    async def message(self, kind: str, timeout_s: float = 3.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for m in self.messages:
-                if m["type"] == kind:
-                    return m
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no {kind!r} message; got {self.messages}")
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-        await self.pc.close()
-
-
-async def _call(browser: _Browser, **kwargs: Any) -> tuple[WebRtcTransport, AgentSession[None]]:
+async def _call(browser: BrowserPeer, **kwargs: Any) -> tuple[WebRtcTransport, AgentSession[None]]:
     transport = WebRtcTransport(await browser.offer(), **kwargs)
     answer = await transport.accept()
     assert "opus/48000/2" in answer.sdp and "typ host" in answer.sdp
@@ -121,7 +44,7 @@ async def _call(browser: _Browser, **kwargs: Any) -> tuple[WebRtcTransport, Agen
 
 
 async def test_caller_audio_in_agent_audio_out_and_the_page_hears_both_sides() -> None:
-    browser = _Browser(mic_pcm=_tone(0.6))
+    browser = BrowserPeer(mic_pcm=_tone(0.6))
     transport, session = await _call(browser)
     try:
         audio_in = session.input.audio
@@ -168,7 +91,7 @@ async def test_caller_audio_in_agent_audio_out_and_the_page_hears_both_sides() -
 
 
 async def test_barge_in_stops_the_agent_at_the_browser() -> None:
-    browser = _Browser()
+    browser = BrowserPeer()
     transport, _ = await _call(browser)
     try:
         voice = transport.audio_output
@@ -192,7 +115,7 @@ async def test_barge_in_stops_the_agent_at_the_browser() -> None:
 
 
 async def test_agent_hangup_and_transfer_are_told_to_the_page() -> None:
-    browser = _Browser()
+    browser = BrowserPeer()
     transport, _ = await _call(browser)
     await transport.transfer("+1 555 010 0999")
     assert await transport.wait_ended() is EndReason.TRANSFERRED
@@ -204,7 +127,7 @@ async def test_agent_hangup_and_transfer_are_told_to_the_page() -> None:
     await transport.aclose()
     await browser.close()
 
-    browser = _Browser()
+    browser = BrowserPeer()
     transport, _ = await _call(browser)
     await transport.hangup()
     await transport.aclose()
@@ -215,7 +138,7 @@ async def test_agent_hangup_and_transfer_are_told_to_the_page() -> None:
 
 async def test_an_abandoned_offer_ends_the_call_after_the_ice_timeout() -> None:
     """Built from a CallSpec as a call actor does: watched, timeouts from Settings."""
-    browser = _Browser()
+    browser = BrowserPeer()
     spec = CallSpec(call_id="c1", webrtc_offer=await browser.offer())
     assert spec.kind == "webrtc"
     settings = Settings(_env_file=None, webrtc_ice_timeout_s=0.3,  # type: ignore[call-arg]
