@@ -155,11 +155,14 @@ async def test_yes_to_the_offer_of_a_person_transfers() -> None:
 
 async def test_goodbye_ends_the_call_politely_and_menus_get_keys() -> None:
     actions = RecordingCallActions()
-    menu, bye = await talk(["For billing press 1, for appointments press 2.",
-                            "Thank you very much, goodbye."], actions=actions)
+    menu, misheard, bye = await talk([
+        "For billing press 1, for appointments press 2.",
+        "Welcome to Leeds Denville Supplies, for Orders Press 1, for Resetching Press 2.",
+        "Thank you very much, goodbye."], actions=actions)
     assert menu.tools == [("send_dtmf", {"digits": "2"})]
+    assert misheard.tools == [("send_dtmf", {"digits": "2"})]  # "reception", as whisper wrote it
     assert bye.reply == "Thank you for calling Bright Dental. Goodbye!"
-    assert actions.kinds() == ["dtmf", "hang_up"]
+    assert actions.kinds() == ["dtmf", "dtmf", "hang_up"]
 
 
 async def test_unclear_and_off_topic_lines_get_an_answer_not_silence() -> None:
@@ -203,3 +206,24 @@ async def test_a_refused_transfer_is_said_not_left_in_silence() -> None:
             await asyncio.sleep(0.01)
     assert said[-1] == ("I am sorry, I could not put you through just now. Please call back "
                         "a little later.")
+
+
+async def test_the_engine_answers_through_the_llm_pool() -> None:
+    """ReceptionistLLM hosted in a pool worker (here in memory): the chat context and tool
+    schemas cross the pool, the tool call comes back and runs in the call."""
+    from voice_ai.providers.host import ProviderHost
+    from voice_ai.providers.memory import MemoryPool
+    from voice_ai.providers.pool import ProviderPool
+    from voice_ai.providers.pooled import PooledLLM
+
+    pool = MemoryPool([ProviderHost("llm", "local", ReceptionistLLM(PROFILE))])
+    book = InMemoryAppointmentBook()
+    agent = build_receptionist(PROFILE, book, RecordingCallActions(), call_id="pooled",
+                               now=business_clock(PROFILE, MONDAY))
+    async with AgentSession(llm=PooledLLM(ProviderPool(pool))) as session:
+        await session.start(agent)
+        result = await session.run(user_input="Can I book a filling on Thursday at 11 am?")
+    replies = [ev.item.text_content for ev in result.events if ev.type == "message"]
+    assert replies == ["You are booked in for a filling on Thursday 3 December at 11 am."]
+    (row,) = book.rows.values()
+    assert (row.day, row.start, row.service) == (date(2026, 12, 3), time(11, 0), "filling")

@@ -10,6 +10,7 @@ a tool's answer, anything else gets "I can help with ..." or an offer of a perso
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -339,17 +340,27 @@ def _price(profile: BusinessProfile, t: str) -> str:
     return "Our prices: " + ", ".join(items[:-1]) + f", and {items[-1]}."
 
 
+_MENU_WANTED = ("reception", "receptionist", "appointments", "appointment", "operator",
+                "person", "other", "enquiries")
+
+
 def _menu_choice(t: str) -> str:
-    """The key for reception / a person in a phone menu, else the first option offered."""
+    """The key for reception / a person in a phone menu (a label as speech-to-text spells
+    it: "resetching" is close enough to "reception"), else the first option offered."""
     options: list[tuple[str, str]] = []
     for m in _DTMF_MENU.finditer(t):
         if m.group(1) is not None:
             options.append((m.group(1), m.group(2)))
         else:
             options.append((m.group(4), m.group(3)))
+    best: tuple[float, str] | None = None
     for label, key in options:
-        if re.search(r"reception|appointment|operator|person|anything else|other", label):
-            return _DIGITS.get(key, key)
+        for word in label.split():
+            score = max(difflib.SequenceMatcher(None, word, w).ratio() for w in _MENU_WANTED)
+            if score >= 0.6 and (best is None or score > best[0]):
+                best = (score, key)
+    if best is not None:
+        return _DIGITS.get(best[1], best[1])
     return _DIGITS.get(options[0][1], options[0][1]) if options else "0"
 
 

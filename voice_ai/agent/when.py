@@ -97,9 +97,16 @@ def _value(m: re.Match[str], i: int) -> tuple[int, int, str | None]:
     return _hour(g[0]), 0, None
 
 
+def _heard(text: str) -> str:
+    """Speech-to-text spellings of clock phrases, made regular: "half pass? Nine" -> "half
+    past nine" (whisper splits and misspells "past")."""
+    t = text.lower()
+    return re.sub(r"\b(half|quarter) pas(?:s|sed|t)\b[?.,!]*\s*", r"\1 past ", t)
+
+
 def find_time(text: str) -> str | None:
     """The first clock time in ``text`` as ``HH:MM``, or ``None``."""
-    t = text.lower()
+    t = _heard(text)
     first = _first_match(t)
     noon = re.search(r"\bnoon\b|\bmidday\b", t)
     if noon and (first is None or noon.start() < first[0].start()):
@@ -140,7 +147,7 @@ def find_days(text: str) -> list[str]:
 def find_times(text: str) -> list[str]:
     """Every clock time in ``text``, in order (each found in what follows the previous one)."""
     times: list[str] = []
-    rest = text.lower()
+    rest = _heard(text)
     while True:
         t = find_time(rest)
         if t is None:
