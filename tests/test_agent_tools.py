@@ -227,3 +227,11 @@ async def test_the_engine_answers_through_the_llm_pool() -> None:
     assert replies == ["You are booked in for a filling on Thursday 3 December at 11 am."]
     (row,) = book.rows.values()
     assert (row.day, row.start, row.service) == (date(2026, 12, 3), time(11, 0), "filling")
+
+
+async def test_a_misheard_booking_with_day_and_time_is_still_a_booking() -> None:
+    book = InMemoryAppointmentBook()
+    (turn,) = await talk(["Can I both could check up on Tuesday at 10 then?"], book)  # whisper
+    assert turn.tools == [("book_appointment", {"day": "tuesday", "time": "10:00",
+                                                "service": "check-up", "caller_name": ""})]
+    assert len(book.rows) == 1

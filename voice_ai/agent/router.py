@@ -132,6 +132,14 @@ def _intent(t: str) -> Intent | None:
     return None
 
 
+def _implied(t: str, frame: _Frame) -> Intent | None:
+    """A line with a day and a time and no other intent, outside any request under way, is a
+    booking ("...check up on Tuesday at 10" as whisper may write "book a check-up")."""
+    if frame.intent not in _CARRIED and find_day(t) and find_time(t):
+        return "book"
+    return None
+
+
 def _service(profile: BusinessProfile, t: str) -> Service | None:
     best: tuple[int, Service] | None = None
     for s in profile.services:
@@ -214,7 +222,7 @@ def _frame(profile: BusinessProfile, history: list[Exchange]) -> _Frame:
                 frame = replace(frame, times=frame.times[:-1])
         elif item.role == "user":
             t = _clean(item.text)
-            intent = _intent(t)
+            intent = _intent(t) or _implied(t, frame)
             if intent in _CARRIED:
                 if intent != frame.intent and not (intent == "slots" and frame.intent == "book"):
                     frame = _Frame(name=frame.name, booked=frame.booked)
@@ -236,8 +244,8 @@ def route(profile: BusinessProfile, conversation: list[Exchange],
         return Reply(profile.greeting)
     text = conversation[last_user].text
     t = _clean(text)
-    intent = _intent(t)
     frame = _frame(profile, conversation[: last_user + 1])
+    intent = _intent(t) or _implied(t, _frame(profile, conversation[:last_user]))
     last_agent = next((c.text for c in reversed(conversation[:last_user])
                        if c.role == "assistant"), "")
 
