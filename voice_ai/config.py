@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     agent_today: date | None = None
     """Fix the receptionist's "today" (YYYY-MM-DD) for evals and demos; unset, the real date in
     the profile's time zone."""
+    local_llm: Literal["receptionist", "llama"] = "receptionist"
+    """The embedded default LLM (LLM_PROVIDER=local, and OpenAI's fallback): ``receptionist``
+    routes what the caller asked to the tools and answers from the profile (docs/agent.md:
+    measured against small models); ``llama`` is SmolLM2-135M through llama.cpp, no tools."""
+
+    @field_validator("agent_profile_path")
+    @classmethod
+    def _absolute_profile(cls, v: Path) -> Path:
+        # resolved where the settings are read: actors do not share the driver's directory
+        return v.expanduser().resolve()
 
     # --- pools and placement --------------------------------------------------------------
     stt_pool_size: int = Field(1, ge=1, le=64)
