@@ -3,7 +3,8 @@ worker hosts (or a call holds in-process), and the local models underneath them.
 
     stage  local (embedded default)       cloud (livekit plugin)
     stt    whisper  -> WhisperSTT          deepgram  -> deepgram.STT (live)
-    llm    local    -> LlamaLLM            openai    -> openai.LLM
+    llm    local    -> ReceptionistLLM     openai    -> openai.LLM
+                       (LOCAL_LLM=llama: LlamaLLM)
     tts    piper    -> PiperTTS            cartesia  -> cartesia.TTS (WebSocket)
 """
 
@@ -87,6 +88,11 @@ def build_provider(settings: Settings, stage: str, provider: str, *,
 
         return WhisperSTT(build_stt_engine(settings))
     if stage == "llm" and provider == "local":
+        if settings.local_llm == "receptionist":  # the embedded default (docs/agent.md)
+            from voice_ai.agent.engine import ReceptionistLLM
+            from voice_ai.agent.profile import load_profile
+
+            return ReceptionistLLM(load_profile(settings.agent_profile_path))
         from voice_ai.providers.local.llama import LlamaLLM
 
         return LlamaLLM(build_llm_engine(settings))
