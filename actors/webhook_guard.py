@@ -22,7 +22,7 @@ from voice_ai.telephony.replay import ReplayGuard
 __all__ = ["WEBHOOK_GUARD", "RayReplayGuard", "WebhookGuard", "ensure_webhook_guard"]
 
 WEBHOOK_GUARD = "webhook_guard"
-ASK_TIMEOUT_S = 2.0
+ASK_TIMEOUT_S = 5.0
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -33,13 +33,19 @@ class WebhookGuard:
     def first_sighting(self, event_id: str, valid_until: float) -> bool:
         return self._guard.first_sighting(event_id, valid_until)
 
+    def remembered(self) -> int:
+        return len(self._guard)
 
-def ensure_webhook_guard(settings: Settings) -> ActorHandle[Any]:
-    """The system's guard (created on the head node if missing)."""
-    return WebhookGuard.options(  # type: ignore[attr-defined,no-any-return]
+
+def ensure_webhook_guard(settings: Settings, *, ready_timeout_s: float = 60.0) -> ActorHandle[Any]:
+    """The system's guard (created on the head node if missing), once it answers: a fresh
+    worker process can take seconds to start, longer than a webhook may wait. Blocking."""
+    guard: ActorHandle[Any] = WebhookGuard.options(  # type: ignore[attr-defined]
         name=WEBHOOK_GUARD, namespace=settings.ray_namespace, lifetime="detached",
         get_if_exists=True, resources={HEAD_NODE_RESOURCE: 0.001},
     ).remote()
+    ray.get(guard.remembered.remote(), timeout=ready_timeout_s)
+    return guard
 
 
 class RayReplayGuard:

@@ -127,7 +127,9 @@ class InternalFace:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         self._url = f"http://{shown}:{port}"
         app = build_internal_api(settings, ClusterHealth(settings))
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        # log_config=None: keep this process's logging as the worker set it up (forwarded to
+        # the hub's files); uvicorn's default config would add its own handlers
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                          name="internal-face", daemon=True).start()
