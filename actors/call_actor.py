@@ -15,11 +15,14 @@ from typing import Any
 import psutil
 import ray
 
+from actors.appointments_client import AppointmentsClient
 from actors.breaker_registry import RayBoard
 from actors.names import BREAKER_REGISTRY, TELEMETRY
 from actors.pool_client import RayPoolPort
 from actors.pool_layout import needs_breakers, pool_size
 from actors.worker_setup import forward_logs
+from voice_ai.agent.call import receptionist_factory, receptionist_settings
+from voice_ai.agent.profile import load_profile
 from voice_ai.config import Settings
 from voice_ai.pipeline.runtime import CallRuntime
 from voice_ai.pipeline.specs import CallSpec
@@ -57,8 +60,13 @@ class CallActor:
 
             board = (RayBoard(ray.get_actor(BREAKER_REGISTRY, namespace=ns))
                      if needs_breakers(s) else None)
-            self._runtime = CallRuntime(s, connect, board, vad_loader=load_vad,
-                                        node_id=self._node_id)
+            # the receptionist (docs/agent.md): the profile's greeting and tools, booking
+            # through the store writer
+            profile = load_profile(s.agent_profile_path)
+            self._runtime = CallRuntime(
+                receptionist_settings(s, profile), connect, board, vad_loader=load_vad,
+                node_id=self._node_id, agent_factory=receptionist_factory(
+                    profile, AppointmentsClient(namespace=ns)))
             self._telemetry = ray.get_actor(TELEMETRY, namespace=ns)
         info = await self._runtime.prepare()
         return {"node_id": self._node_id, "pid": os.getpid(),
