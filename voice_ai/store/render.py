@@ -90,6 +90,7 @@ class Report:
         fallback_turns = fmt_pct(_ratio(s.fallback_turns, s.turns))
         rows = [("calls", str(s.calls)), ("completed", str(s.completed)),
                 ("failed", str(s.failed)), ("rejected (busy)", str(s.rejected)),
+                ("transferred to a person", str(s.transferred)),
                 ("success rate", fmt_pct(s.success_rate)), ("turns", str(s.turns)),
                 ("calls using fallback", f"{s.fallback_calls} ({fallback_calls})"),
                 ("turns using fallback", f"{s.fallback_turns} ({fallback_turns})")]

@@ -57,6 +57,8 @@ class WindowSummary:
     completed: int = 0
     failed: int = 0
     rejected: int = 0
+    transferred: int = 0
+    """Calls the agent handed to a person (outcome ``transferred``): not in the success rate."""
     turns: int = 0
     latency: dict[str, LatencyStats | None] = field(default_factory=dict)
     fallback_calls: int = 0
@@ -92,6 +94,7 @@ class WindowSummary:
             "completed": self.completed,
             "failed": self.failed,
             "rejected": self.rejected,
+            "transferred": self.transferred,
             "success_rate": self.success_rate,
             "turns": self.turns,
             "latency_s": {k: (v.to_dict() if v else None) for k, v in self.latency.items()},
@@ -188,7 +191,8 @@ def summarize(
     return WindowSummary(
         start=start, end=end, max_concurrent_calls=max_concurrent_calls,
         calls=len(call_rows), completed=outcomes["completed"], failed=outcomes["failed"],
-        rejected=outcomes["rejected"], turns=len(turn_rows),
+        rejected=outcomes["rejected"], transferred=outcomes["transferred"],
+        turns=len(turn_rows),
         latency={name: LatencyStats.of(v) for name, v in per_stage.items()},
         fallback_calls=sum(1 for r in call_rows if r[3]),
         fallback_turns=sum(1 for r in turn_rows if r[1]),
