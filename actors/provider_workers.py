@@ -21,6 +21,7 @@ from actors.worker_setup import forward_logs
 from voice_ai.config import Settings
 from voice_ai.providers.factory import build_provider, is_local
 from voice_ai.providers.host import ProviderHost
+from voice_ai.providers.local.whisper import WhisperSTT
 from voice_ai.providers.wire import OpenMessage, StreamInput, StreamOutput
 
 
@@ -41,7 +42,8 @@ class _ProviderWorker:
 
     def _make_host(self, http: aiohttp.ClientSession | None) -> ProviderHost:
         provider = build_provider(self._settings, self.stage, self._provider, http_session=http)
-        return ProviderHost(self.stage, self._provider, provider,
+        device = provider.engine.device if isinstance(provider, WhisperSTT) else None
+        return ProviderHost(self.stage, self._provider, provider, device=device,
                             timeout_s=self._settings.provider_timeout_s)
 
     async def _ready(self) -> ProviderHost:
@@ -53,7 +55,6 @@ class _ProviderWorker:
     async def info(self) -> dict[str, Any]:
         """Readiness probe and the numbers the health and metrics endpoints show."""
         stats = (await self._ready()).stats()
-        device = getattr(getattr(self._host, "provider", None), "engine", None)
         return {
             "stage": self.stage, "provider": self._provider,
             "in_flight": stats.in_flight, "served": stats.served,
@@ -62,7 +63,7 @@ class _ProviderWorker:
             "cpu_percent": self._proc.cpu_percent(),
             "uptime_s": time.time() - self._started,
             "sample_rate": stats.sample_rate or None,
-            "device": getattr(device, "device", None),  # whisper: cuda or cpu, resolved
+            "device": stats.device,  # whisper: cuda or cpu, resolved
         }
 
     async def serve(self, stream_id: str, request: OpenMessage) -> AsyncIterator[StreamOutput]:

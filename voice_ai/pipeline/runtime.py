@@ -16,6 +16,7 @@ actors through the port like the local models. The local models always live in t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from livekit.agents import llm, stt, tts, vad
 
 from voice_ai.config import Settings
 from voice_ai.pipeline.session import AgentFactory, CallProviders, CallSession, receptionist
+from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
 from voice_ai.pipeline.transports import build_transport
@@ -164,13 +166,10 @@ class CallRuntime:
                               agent_factory=self.agent_factory)
         transport = transport or self.transport_for(spec)
         record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm)
-        recorder = getattr(transport, "recorder", None)
-        if recorder is not None:
-            from dataclasses import replace
-
+        if isinstance(transport, SimulatedCaller) and transport.recorder is not None:
             path = self.settings.recordings_dir / f"{spec.call_id}.wav"
-            recorder.save(path)
-            record = replace(record, recording_path=str(path))
+            transport.recorder.save(path)
+            record = dataclasses.replace(record, recording_path=str(path))
         return record
 
     async def aclose(self) -> None:

@@ -52,6 +52,7 @@ class HostStats:
     in_flight: int
     served: int
     sample_rate: int
+    device: str | None = None  # where a local model computes (whisper: "cuda" or "cpu")
 
 
 class _Inbox:
@@ -67,10 +68,12 @@ class ProviderHost:
 
     def __init__(self, stage: str, name: str, provider: Provider, *,
                  timeout_s: float = DEFAULT_API_CONNECT_OPTIONS.timeout,
+                 device: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stage = stage
         self.name = name
         self.provider = provider
+        self.device = device
         self._options = APIConnectOptions(max_retry=0, timeout=timeout_s)
         self._clock = clock
         self._inboxes: dict[str, _Inbox] = {}
@@ -80,7 +83,8 @@ class ProviderHost:
 
     def stats(self) -> HostStats:
         rate = self.provider.sample_rate if isinstance(self.provider, tts.TTS) else 0
-        return HostStats(self.stage, self.name, self._in_flight, self._served, rate)
+        return HostStats(self.stage, self.name, self._in_flight, self._served, rate,
+                         self.device)
 
     # --- inputs ------------------------------------------------------------------------------
     def push(self, stream_id: str, items: Sequence[StreamInput]) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -157,6 +158,7 @@ class _StageStream(stt.RecognizeStream):
         self._input_ended = False
         self._voiced_at: float | None = None  # speech sent to the provider, nothing back yet
         self._quiet_since: float | None = None
+        self._speech_end_at: float | None = None  # wall time the caller's last speech ended
         self._interim = ""  # provider's latest interim since the last final
         self._preflighted = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -252,6 +254,7 @@ class _StageStream(stt.RecognizeStream):
                         self._voiced_at = clock()
                 elif self._quiet_since is None:
                     self._quiet_since = clock()
+                    self._speech_end_at = time.time()
                 leg.push_frame(item)
                 self._maybe_preflight()
             else:
@@ -273,6 +276,11 @@ class _StageStream(stt.RecognizeStream):
         text = ev.alternatives[0].text if ev.alternatives else ""
         if ev.type == stt.SpeechEventType.INTERIM_TRANSCRIPT:
             self._interim = text
+        elif (ev.type == stt.SpeechEventType.END_OF_SPEECH and ev.speech_end_time is None
+              and self._speech_end_at is not None):
+            # the provider's end of speech comes after its endpointing silence: anchor the
+            # turn's endpointing delay at when the caller actually stopped, as the VAD would
+            ev = dataclasses.replace(ev, speech_end_time=self._speech_end_at)
         self._event_ch.send_nowait(ev)
         if ev.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not text:
             return
