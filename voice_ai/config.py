@@ -102,9 +102,10 @@ class Settings(BaseSettings):
     preemptive_tts: bool = True
     """Also start synthesis of the preemptive reply before the turn is confirmed."""
     stt_preflight: bool = True
-    """Speculative early transcript (livekit PREFLIGHT_TRANSCRIPT) at a short silence: whisper
-    transcribes the utterance so far; Deepgram's latest interim is used. Committed only if the
-    caller stayed silent, discarded if they went on."""
+    """Whisper's speculative early transcript (livekit PREFLIGHT_TRANSCRIPT) at a short
+    silence, so the LLM starts before the VAD's end of speech; committed only if the caller
+    stayed silent, discarded if they went on. (Deepgram's interims were measured as the same
+    lever and gave nothing: docs/architecture.md.)"""
     stt_preflight_silence_s: float = Field(0.15, ge=0.05, le=2.0)
     """Silence after speech before the speculative transcript is taken."""
     stt_stall_timeout_s: float = Field(2.0, gt=0.0, le=60.0)

@@ -15,10 +15,12 @@ provider is one breaker request:
   through (half-open probe, or closed), the next turn returns to the provider on a new
   connection (a dropped WebSocket reconnects this way, without losing the turn).
 
-With ``preflight_silence_s`` the stage sends livekit a PREFLIGHT_TRANSCRIPT so the LLM can
-start before the final: Deepgram's latest interim once the caller has been quiet that long
-(whisper's own, ``SegmentedRecognition``). livekit keeps the early reply only if the final
-transcript is the same text.
+With ``preflight_silence_s`` a VAD-segmented leg (whisper) sends livekit an early
+PREFLIGHT_TRANSCRIPT so the LLM can start before the final (``SegmentedRecognition``); livekit
+keeps the early reply only if the final transcript is the same text. Deepgram's latest interim
+was tried as the same lever and measured: no change in latency (its interims never carry the
+whole utterance, so livekit discarded every early reply), only cancelled LLM requests; it is
+not used (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from typing import Any, Protocol
 
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APITimeoutError, stt, utils, vad
-from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from voice_ai.audio import rms
@@ -159,8 +160,6 @@ class _StageStream(stt.RecognizeStream):
         self._voiced_at: float | None = None  # speech sent to the provider, nothing back yet
         self._quiet_since: float | None = None
         self._speech_end_at: float | None = None  # wall time the caller's last speech ended
-        self._interim = ""  # provider's latest interim since the last final
-        self._preflighted = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: asyncio.Task[None] | None = None
         self._needs_person = False  # a permanent error (401...): not retried in this call
@@ -219,7 +218,6 @@ class _StageStream(stt.RecognizeStream):
         leg = self._stt.open_leg(primary, self._language)
         self._leg, self._on_primary = leg, primary
         self._voiced_at = None
-        self._interim, self._preflighted = "", False
         self._spawn(self._read(leg))
         if replay:
             for frame in self._audio:
@@ -256,7 +254,6 @@ class _StageStream(stt.RecognizeStream):
                     self._quiet_since = clock()
                     self._speech_end_at = time.time()
                 leg.push_frame(item)
-                self._maybe_preflight()
             else:
                 leg.flush()
         self._input_ended = True
@@ -274,10 +271,8 @@ class _StageStream(stt.RecognizeStream):
         if self._on_primary:
             self._voiced_at = None  # the provider is answering
         text = ev.alternatives[0].text if ev.alternatives else ""
-        if ev.type == stt.SpeechEventType.INTERIM_TRANSCRIPT:
-            self._interim = text
-        elif (ev.type == stt.SpeechEventType.END_OF_SPEECH and ev.speech_end_time is None
-              and self._speech_end_at is not None):
+        if (ev.type == stt.SpeechEventType.END_OF_SPEECH and ev.speech_end_time is None
+                and self._speech_end_at is not None):
             # the provider's end of speech comes after its endpointing silence: anchor the
             # turn's endpointing delay at when the caller actually stopped, as the VAD would
             ev = dataclasses.replace(ev, speech_end_time=self._speech_end_at)
@@ -286,7 +281,6 @@ class _StageStream(stt.RecognizeStream):
             return
         self._audio.clear()
         self._audio_s = 0.0
-        self._interim, self._preflighted = "", False
         self._stt.emit(SERVED, Served("stt", self._leg_name(), fallback=not self._on_primary))
         board = self._stt.board
         if board is None:
@@ -348,16 +342,3 @@ class _StageStream(stt.RecognizeStream):
                 self._voiced_at = None
                 self._queue.put_nowait((leg, APITimeoutError(
                     f"{self._stt.name}: no transcript {policy.stall_timeout_s:g}s after speech")))
-
-    def _maybe_preflight(self) -> None:
-        """Deepgram's latest interim as an early transcript, once the caller paused."""
-        silence_s = self._stt.policy.preflight_silence_s
-        quiet = self._quiet_since
-        if (silence_s is None or not self._on_primary or self._preflighted or not self._interim
-                or quiet is None or self._stt.policy.clock() - quiet < silence_s):
-            return
-        self._preflighted = True
-        self._event_ch.send_nowait(stt.SpeechEvent(
-            type=stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language=LanguageCode(self._language),
-                                         text=self._interim)]))
