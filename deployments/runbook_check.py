@@ -95,6 +95,7 @@ def _prepare_workdir(work: Path, port: int, internal_port: int) -> dict[str, str
         "DB_PATH": str(work / "data" / "voice_ai.db"), "BACKUP_DIR": str(work / "backups"),
         "RECORDINGS_DIR": str(work / "data" / "recordings"), "HTTP_PORT": str(port),
         "INTERNAL_HTTP_PORT": str(internal_port),
+        "AGENT_PROFILE_PATH": str(ROOT / "agent.yaml"),  # the receptionist's profile
         "WARM_CALL_ACTORS": "1", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
         # a throwaway loopback cluster: no token to hand to the CLI clients (serve, ray status)
         "RAY_AUTH_MODE": "disabled",
