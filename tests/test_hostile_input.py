@@ -38,7 +38,11 @@ from deployments.telephony_routes import TelephonyPorts
 from tests.fakes.dispatcher import InMemoryDispatcher
 from tests.fakes.livekit_server import FakeLiveKitServer, webhook_json
 from tests.telephony_helpers import API_KEY, API_SECRET, CALLS_TOKEN, telephony_settings
-from voice_ai.observability.logs import configure_file_logging
+from voice_ai.observability.logs import (
+    AUDIT_LOGGER,
+    PERFORMANCE_LOGGER,
+    configure_file_logging,
+)
 from voice_ai.observability.metrics import VoiceMetrics
 from voice_ai.telephony.credentials import open_livekit_api
 
@@ -138,14 +142,16 @@ class Healthy:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Iterator[Path]:
     root = logging.getLogger()
-    saved = root.level
+    names = ("", AUDIT_LOGGER, PERFORMANCE_LOGGER)
+    saved = {name: logging.getLogger(name).level for name in names}
     files = configure_file_logging(tmp_path / "logs", "INFO",
                                    secrets=[API_SECRET, CALLS_TOKEN])
     yield tmp_path / "logs"
     files.flush()
     root.removeHandler(files)
     files.close()
-    root.setLevel(saved)
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def test_hostile_input_in_process(log_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
