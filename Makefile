@@ -59,8 +59,24 @@ lint: install
 eval: install
 	$(BIN)/python -m voice_ai.agent.eval $(EVAL_ARGS)
 
+# Benchmarks (docs/performance.md): ours next to the stock LiveKit agent, same simulators.
+# On a shared machine run them under /work/coord/heavy --exclusive.
 test-performance: install
-	$(BIN)/python -m benchmarks.load --profile realistic --short
+	$(BIN)/python -m benchmarks.load --mode one
+
+.PHONY: bench bench-capacity bench-profile bench-embedded
+bench: install
+	$(BIN)/python -m benchmarks.load --mode must-show
+
+bench-capacity: install
+	$(BIN)/python -m benchmarks.load --mode capacity
+
+bench-profile: install
+	$(BIN)/python -m benchmarks.load --mode profile
+
+bench-embedded: install
+	$(BIN)/python -m benchmarks.turn_latency
+	$(BIN)/python -m benchmarks.turn_latency --make-run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,49 +1,26 @@
-"""From call records, applied provider latency and process usage to one side's numbers.
+"""From call records and process usage to one side's numbers (ours, or the stock agent).
 
-Orchestration overhead of a turn (docs/performance.md)::
-
-    floor    = max(vad_silence + stt_applied, endpointing_min_delay) + llm_applied + tts_applied
-    overhead = e2e - floor
-
-``vad_silence`` and ``endpointing_min_delay`` are configuration (OPTIMIZATION_LEVEL), the
-``*_applied`` values are what the simulators actually slept for that turn (benchmarks/applied.py).
+A record is a dict with ``started_at``, ``ended_at``, ``outcome``, ``error``, ``setup_s``,
+``warm_start`` and ``turns`` (each with ``e2e_s``, the stage timings, ``user_text``):
+``CallRecord.to_dict()`` on our side, the same shape from ``benchmarks.stock_agent``.
+docs/performance.md defines every number.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.applied import AppliedLatency, tag_of
 from benchmarks.procstats import TreeUsage
 from benchmarks.stats import summary
 
-__all__ = ["max_concurrency", "side_summary", "store_summary", "turn_overheads"]
+__all__ = ["answered_e2e", "max_concurrency", "ms", "side_summary", "store_summary",
+           "unanswered_turns", "unheard"]
 
 MB = 1024 * 1024
 _STAGES = {"stt": "stt_s", "end_of_turn": "end_of_turn_s", "llm_ttft": "llm_ttft_s",
            "tts_ttfb": "tts_ttfb_s"}
-
-
-def turn_overheads(turn: dict[str, Any], applied: dict[str, AppliedLatency],
-                   endpointing: tuple[float, float]) -> dict[str, float] | None:
-    """Overhead of one turn, in total and per stage; None when the turn is not fully matched."""
-    tag = tag_of(turn.get("user_text", ""))
-    a = applied.get(tag) if tag else None
-    e2e = turn.get("e2e_s")
-    if a is None or not a.complete or e2e is None:
-        return None
-    assert a.stt_s is not None and a.llm_total_s is not None and a.tts_s is not None
-    vad_silence, min_delay = endpointing
-    floor = max(vad_silence + a.stt_s, min_delay) + a.llm_total_s + a.tts_s
-    out = {"total": e2e - floor, "provider_s": a.stt_s + a.llm_total_s + a.tts_s}
-    if turn.get("stt_s") is not None:
-        out["stt"] = turn["stt_s"] - vad_silence - a.stt_s
-    if turn.get("llm_ttft_s") is not None and a.llm_first_s is not None:
-        out["llm"] = turn["llm_ttft_s"] - a.llm_first_s
-    if turn.get("tts_ttfb_s") is not None:
-        out["tts"] = turn["tts_ttfb_s"] - a.tts_s
-    return out
 
 
 def max_concurrency(records: Sequence[dict[str, Any]]) -> int:
@@ -58,35 +35,59 @@ def max_concurrency(records: Sequence[dict[str, Any]]) -> int:
     return best
 
 
-def _ms(stats: dict[str, float | int]) -> dict[str, float | int]:
-    return {k: (round(v * 1000, 2) if k != "n" else v) for k, v in stats.items()}
+def ms(stats: dict[str, float | int]) -> dict[str, float | int]:
+    return {k: (round(v * 1000, 1) if k != "n" else v) for k, v in stats.items()}
 
 
-def side_summary(records: Sequence[dict[str, Any]], attempted: int,
-                 applied: dict[str, AppliedLatency], endpointing: tuple[float, float],
+_UNANSWERED = re.compile(r"did not answer caller turn\(s\) \[([\d, ]*)\]")
+
+
+def unheard(record: dict[str, Any]) -> set[int]:
+    """Lines after which the caller heard no reply within its timeout, as the call's error
+    says (``CallSession`` and the stock agent word it the same way). Such a line can still
+    have a turn with a livekit-estimated ``e2e_s`` (a reply that began before the caller had
+    finished): the caller's own measure decides."""
+    found = _UNANSWERED.search(record.get("error") or "")
+    return {int(x) for x in found[1].split(",") if x.strip()} if found else set()
+
+
+def answered_e2e(record: dict[str, Any]) -> list[float]:
+    """``e2e_s`` of every turn the caller heard answered."""
+    skip = unheard(record)
+    return [t["e2e_s"] for t in record["turns"]
+            if t.get("e2e_s") is not None and t.get("index") not in skip]
+
+
+def unanswered_turns(record: dict[str, Any] | None, expected: int) -> int:
+    """Caller lines the agent never started to answer (within the scenario's reply timeout);
+    a call that did not come back at all counts all its lines."""
+    if record is None:
+        return expected
+    return max(0, expected - len(answered_e2e(record)))
+
+
+def side_summary(records: Sequence[dict[str, Any]], attempted: int, expected_turns: int,
                  usage: TreeUsage, call_uss: Sequence[int]) -> dict[str, Any]:
-    """Everything the table and the JSON show for one side (ours or the baseline)."""
+    """Everything the table and the JSON show for one side. ``expected_turns``: the caller
+    lines of every attempted call together."""
     completed = [r for r in records if r["outcome"] == "completed"]
     turns = [t for r in records for t in r["turns"]]
-    e2e = [t["e2e_s"] for t in turns if t.get("e2e_s") is not None]
-    over = [o for t in turns if (o := turn_overheads(t, applied, endpointing)) is not None]
+    e2e = [v for r in records for v in answered_e2e(r)]
+    answered = len(e2e)
     call_minutes = sum(r["ended_at"] - r["started_at"] for r in records) / 60
     warm = [r["setup_s"] for r in records if r["warm_start"] and r.get("setup_s") is not None]
     return {
         "calls_attempted": attempted,
         "calls_completed": len(completed),
         "success_rate": len(completed) / attempted if attempted else 0.0,
-        "turns": len(turns),
-        "turns_matched": len(over),
+        "turns_expected": expected_turns,
+        "turns_answered": answered,
+        "turns_unanswered": max(0, expected_turns - answered),
         "concurrency_reached": max_concurrency(records),
-        "e2e_ms": _ms(summary(e2e)),
-        "stages_ms": {k: _ms(summary([t[f] for t in turns if t.get(f) is not None]))
+        "e2e_ms": ms(summary(e2e)),
+        "stages_ms": {k: ms(summary([t[f] for t in turns if t.get(f) is not None]))
                       for k, f in _STAGES.items()},
-        "overhead_ms": _ms(summary([o["total"] for o in over])),
-        "overhead_by_stage_ms": {k: _ms(summary([o[k] for o in over if k in o]))
-                                 for k in ("stt", "llm", "tts")},
-        "provider_applied_ms": _ms(summary([o["provider_s"] for o in over])),
-        "setup_warm_ms": _ms(summary(warm)),
+        "setup_warm_ms": ms(summary(warm)),
         "call_minutes": round(call_minutes, 3),
         "cpu_core_s": round(usage.cpu_s, 2),
         "cpu_core_s_per_call_minute": round(usage.cpu_s / call_minutes, 2) if call_minutes
@@ -102,8 +103,15 @@ def side_summary(records: Sequence[dict[str, Any]], attempted: int,
         "processes_seen": usage.processes,
         "cpu_core_s_by_process": {k: round(v, 1) for k, v in usage.cpu_s_by_kind.items()
                                   if v >= 0.05},
-        "errors": sorted({r["error"][:120] for r in records if r.get("error")}),
+        "errors": sorted({r["error"][:160] for r in records if r.get("error")}),
+        "heard": _heard(turns),
     }
+
+
+def _heard(turns: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many answered turns carried a transcript at all (a sanity check of the STT path)."""
+    return {"with_text": sum(1 for t in turns if (t.get("user_text") or "").strip()),
+            "turns": len(turns)}
 
 
 def store_summary(ours: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.applied import InstrumentedSimulators
-from benchmarks.load import ROOT, _free_port, _start_ray, drive
+from benchmarks.load import ROOT, free_port, start_ray
+from benchmarks.sides import Phase, drive
+from benchmarks.simhost import SimHost
 from voice_ai.pipeline.scenario import Scenario, load_scenario
 
 __all__ = ["main"]
@@ -42,7 +43,8 @@ def _calls(system: Any, n: int, scenario: Scenario, label: str,
 
     # arrivals spread over RAMP_S: all calls still overlap (each lasts longer than the ramp),
     # but callers do not all stop speaking in the same instant
-    records, _ = asyncio.run(drive(one, n, 1, [scenario], RAMP_S, label, console))
+    with console.status(label):
+        records, _, _ = asyncio.run(drive(one, Phase(label, n, 1, (scenario,), RAMP_S)))
     return records
 
 
@@ -74,16 +76,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     console = Console(stderr=True)
     scenario = load_scenario(ROOT / "scenarios" / "opening_hours.yaml")
-    sims = InstrumentedSimulators("realistic").start()
+    sims = SimHost("realistic").start()
     try:
         with tempfile.TemporaryDirectory(prefix="voice-ai-failover-") as tmp_dir:
             tmp = args.keep or Path(tmp_dir)
             settings = Settings(**sims.settings_overrides(), http_host="127.0.0.1",
-                                http_port=_free_port(), data_dir=tmp, log_dir=tmp / "logs",
+                                http_port=free_port(), data_dir=tmp, log_dir=tmp / "logs",
                                 db_path=tmp / "calls.db", recordings_dir=tmp / "rec",
                                 backup_dir=tmp / "backups", warm_call_actors=args.calls,
                                 breaker_recovery_timeout_s=RECOVERY_S, call_actor_memory_mb=200)
-            _start_ray()
+            start_ray()
             with LocalSystem(settings, console=console, own_ray=False) as system:
                 registry = system.handles.breaker_registry
                 sims.set_fault("deepgram", "http_500")

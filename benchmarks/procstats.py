@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -24,6 +25,8 @@ def process_kind(cmdline: str) -> str:
     words = cmdline.split()
     if not words:
         return "?"
+    if "multiprocessing.forkserver" in cmdline:
+        return "stock agent (forkserver and its call processes)"
     if words[0].startswith("ray::"):
         return words[0].split(".")[0]  # an actor, busy or idle, or a task
     name = os.path.basename(words[0])
@@ -70,9 +73,11 @@ class ProcessSampler:
     """
 
     def __init__(self, call_marker: str, interval_s: float = 0.5,
-                 kind_marker: str | None = None, uss_every: int = 6) -> None:
+                 kind_marker: str | None = None, uss_every: int = 6,
+                 include: Callable[[str], bool] | None = None) -> None:
         self._root = psutil.Process(os.getpid())
         self._marker = call_marker
+        self._include = include  # which processes (by command line) belong to the side
         self._kind_marker = kind_marker
         self._interval_s = interval_s
         # USS walks every mapping of a process (smaps_rollup): at every 0.5 s sample this
@@ -149,6 +154,8 @@ class ProcessSampler:
                     t = proc.cpu_times()
                     cpu = t.user + t.system
                     cmd = " ".join(proc.cmdline())
+                    if self._include is not None and not self._include(cmd):
+                        continue
                     new_call = ((self._marker in cmd or (self._kind_marker or "\0") in cmd)
                                 and (known is None or not known.uss_peak))
                     uss = (proc.memory_full_info().uss if full_uss or known is None or new_call

@@ -1,15 +1,21 @@
-"""Response latency with the local models: end of caller speech -> first agent audio.
+"""Response latency of the embedded default (no keys: whisper, the local LLM, Piper): end of
+caller speech -> first agent audio, through the whole Ray system.
 
-Runs simulated calls through the whole Ray system (dispatcher, warm call actors, pools) and
-prints per-stage numbers. Usage: python -m benchmarks.turn_latency [--calls N] [--rounds R]
+    python -m benchmarks.turn_latency                 # 1 call of scenarios/bench/long_call.yaml
+    python -m benchmarks.turn_latency --make-run      # the 3 concurrent calls of `make run`
+    python -m benchmarks.turn_latency --calls N --rounds R --scenario FILE --json OUT
+
+Prints per-stage numbers, the machine's load average before and after, and the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
+from pathlib import Path
 
 import psutil
 from rich.console import Console
@@ -18,59 +24,82 @@ from rich.table import Table
 from benchmarks.stats import summary
 from deployments.local import LocalSystem
 from voice_ai.config import load_settings
-from voice_ai.pipeline.scenario import load_scenario
+from voice_ai.pipeline.scenario import Scenario, load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("e2e_s", "stt_s", "end_of_turn_s", "llm_ttft_s", "tts_ttfb_s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def make_run_scenarios(calls: int = 3) -> list[Scenario]:
+    """What ``voice-ai run --calls N`` speaks: every file in scenarios/, in turn."""
+    files = sorted((ROOT / "scenarios").glob("*.yaml"))
+    return [load_scenario(files[i % len(files)]) for i in range(calls)]
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1, help="concurrent calls per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenario", default="scenarios/book_appointment.yaml")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "bench" / "long_call.yaml"))
+    parser.add_argument("--make-run", action="store_true",
+                        help="the 3 concurrent calls of `make run` (every scenario in turn)")
     parser.add_argument("--json", dest="json_path", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     console = Console()
     settings = load_settings()
-    scenario = load_scenario(args.scenario)
+    scenarios = (make_run_scenarios(3) if args.make_run
+                 else [load_scenario(args.scenario)] * args.calls)
+    load_before = os.getloadavg()
     records = []
     with LocalSystem(settings, console=console) as system:
         for r in range(args.rounds):
-            console.print(f"round {r + 1}/{args.rounds}: {args.calls} call(s)")
-            records += system.run_calls([scenario] * args.calls)
+            console.print(f"round {r + 1}/{args.rounds}: {len(scenarios)} call(s)")
+            records += system.run_calls(scenarios)
     turns = [t for rec in records for t in rec.turns]
+    expected = sum(len(s.turns) for s in scenarios) * args.rounds
+    answered = sum(1 for t in turns if t.e2e_s is not None)
 
     def col(name: str) -> list[float]:
         return [v for t in turns if (v := getattr(t, name)) is not None]
 
-    result = {
+    result: dict[str, object] = {
         "benchmark": "turn_latency",
+        "mode": "make-run" if args.make_run else "calls",
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": psutil.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_avg_before": [round(x, 2) for x in load_before],
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"optimization_level": settings.optimization_level,
-                     "endpointing_s": settings.endpointing},
+                     "endpointing_s": settings.endpointing,
+                     "providers": [settings.stt_provider, settings.llm_provider,
+                                   settings.tts_provider]},
+        "scenarios": [s.name for s in scenarios],
         "calls": len(records),
         "completed": sum(r.outcome.value == "completed" for r in records),
-        "turns": len(turns),
-        "e2e_s": summary(col("e2e_s")),
-        "stt_s": summary(col("stt_s")),
-        "end_of_turn_s": summary(col("end_of_turn_s")),
-        "llm_ttft_s": summary(col("llm_ttft_s")),
-        "tts_ttfb_s": summary(col("tts_ttfb_s")),
+        "turns_expected": expected,
+        "turns_answered": answered,
+        "turns_unanswered": max(0, expected - answered),
+        **{stage: summary(col(stage)) for stage in STAGES},
     }
-    table = Table(title="Response latency, local models (seconds)")
+    table = Table(title=f"Response latency, embedded default (seconds), load average "
+                        f"{load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     for c in ("stage", "n", "avg", "p50", "p95", "max"):
         table.add_column(c, justify="right")
-    for stage in ("e2e_s", "stt_s", "end_of_turn_s", "llm_ttft_s", "tts_ttfb_s"):
+    for stage in STAGES:
         s = result[stage]
         assert isinstance(s, dict)
         if s.get("n"):
             cells = (f"{s[k]:.3f}" for k in ("avg", "p50", "p95", "max"))
             table.add_row(stage, str(s["n"]), *cells)
     console.print(table)
+    console.print(f"calls completed {result['completed']}/{result['calls']}, turns unanswered "
+                  f"{result['turns_unanswered']} of {expected}")
     print(json.dumps(result, indent=2))
     if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump(result, f, indent=2)
+        Path(args.json_path).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,57 +1,68 @@
-"""The load benchmark still runs: 2 calls a side through Ray and the baseline, in a subprocess
-(it starts its own Ray with cloud-provider settings). Asserts fields and sane values, no timings.
-"""
+"""The load benchmark still runs: 2 calls a side, ours through Ray and the stock agent one
+process per call, in a subprocess (it starts its own Ray with cloud providers pointed at the
+simulators). Asserts what the run must show, not timings: every call and turn accounted for,
+the simulators heard each caller line as its own text on both sides, the stock agent did not
+import our pipeline, and the file feeds ``voice-ai baseline update``."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
+SMOKE_LINES = 3  # opening_hours (1 line) + book_appointment (2 lines)
 
 
-def _side_ok(side: dict) -> None:
+def _side_ok(side: dict[str, Any], *, all_answered: bool) -> None:
     assert side["calls_attempted"] == 2
-    assert 0.0 <= side["success_rate"] <= 1.0
-    assert side["calls_completed"] >= 1
-    assert side["turns"] >= 1 and side["turns_matched"] >= 1
-    assert 1 <= side["concurrency_reached"] <= 2
-    for key in ("e2e_ms", "overhead_ms", "provider_applied_ms"):
-        stats = side[key]
-        assert stats["n"] >= 1 and set(stats) >= {"avg", "p50", "p95", "p99"}
-        assert stats["p50"] <= stats["p95"] <= stats["p99"]
-    assert side["e2e_ms"]["avg"] > 0
+    assert side["turns_expected"] == SMOKE_LINES
+    # every caller line is accounted for: answered (the caller heard a reply after it) or not
+    assert side["turns_answered"] + side["turns_unanswered"] == SMOKE_LINES
+    assert side["turns_answered"] >= 1
+    if all_answered:
+        assert side["calls_completed"] == 2 and side["turns_unanswered"] == 0, side["errors"]
+    stats = side["e2e_ms"]
+    assert stats["n"] == side["turns_answered"]
+    assert 0 < stats["p50"] <= stats["p95"] <= stats["max"]
     assert set(side["stages_ms"]) == {"stt", "end_of_turn", "llm_ttft", "tts_ttfb"}
-    assert side["setup_warm_ms"]["n"] >= 1 and side["setup_warm_ms"]["avg"] > 0
+    assert side["heard"]["with_text"] == side["heard"]["turns"] >= 1
+    # each caller line was recognised by its audio, so it got its own words
+    assert side["lines_recognised"] == SMOKE_LINES
     assert side["cpu_core_s_per_call_minute"] > 0
-    # every call's process was sampled (a call actor's busy title can vanish between samples)
-    assert side["memory_per_call_uss_mb"]["n"] >= side["calls_completed"]
-    assert 1 <= side["memory_per_call_uss_mb"]["avg"] <= side["memory_per_call_uss_mb"]["max"]
-    assert side["memory_peak_total_uss_mb"] >= side["memory_per_call_uss_mb"]["max"]
+    mem = side["memory_per_call_uss_mb"]
+    assert mem["n"] >= side["calls_completed"] and 1 <= mem["avg"] <= mem["max"]
 
 
-def test_smoke_run_writes_every_field(tmp_path: Path) -> None:
+def test_smoke_run_shows_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.load", "--smoke", "--profile", "zero",
-         "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "benchmarks.load", "--mode", "smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ours / baseline" in proc.stdout
+    assert "ours / stock" in proc.stdout and "load average" in proc.stdout
     result = json.loads(out.read_text())
-    _side_ok(result["ours"])
-    _side_ok(result["baseline"])
-    assert result["ours"]["setup_cold_ms"]["n"] == 1
-    assert all(v is None or v > 0 for v in result["ratios"].values())
-    # the store's baseline code can take this file
-    from datetime import UTC, datetime
+    (phase,) = result["phases"]
+    # the yardstick must work; whether ours answers every turn is the benchmark's finding
+    # (the must-show runs), not a condition for the benchmark to run
+    _side_ok(phase["ours"], all_answered=False)
+    _side_ok(phase["stock"], all_answered=True)
+    assert all(v is None or v > 0 for v in phase["ratios"].values())
+    assert result["machine"]["load_avg_before"] and result["machine"]["load_avg_after"]
+    # the stock agent ran livekit's own session: only our transport and scenario came along
+    imported = result["stock_imports_of_ours"]
+    assert "voice_ai.pipeline.simulated" in imported
+    assert not [m for m in imported if m.startswith(("voice_ai.providers", "actors",
+                                                     "voice_ai.pipeline.session",
+                                                     "voice_ai.pipeline.runtime"))]
 
     from voice_ai.store.baseline import baseline_from_benchmark
 

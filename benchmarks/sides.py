@@ -1,0 +1,141 @@
+"""The two sides of a load run, driven the same way: N concurrent callers, M calls each.
+
+``OursSide``: calls through our whole system (dispatcher, warm call actors, provider pools,
+breakers) on a Ray of its own. ``StockSide``: the stock agent, one process per call
+(benchmarks/stock_agent.py). Both use the same simulated caller, scenarios, audio and
+provider simulators; each phase samples the CPU and memory of every process below the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.analysis import side_summary
+from benchmarks.procstats import ProcessSampler
+from benchmarks.stock_agent import StockJob, StockPool
+from voice_ai.pipeline.scenario import Scenario
+
+__all__ = ["CALL_ACTOR_MARKER", "OursSide", "Phase", "StockSide", "drive"]
+
+CALL_MARKER = "CallActor.run_call"
+CALL_ACTOR_MARKER = "ray::CallActor"
+STOCK_MARKER = "stock-agent-call"
+
+
+def is_stock(cmdline: str) -> bool:
+    """The stock agent's processes: its forkserver and the call processes forked from it (they
+    share its command line). Each side counts only its own processes: the other side's stand
+    idle beside it."""
+    return "multiprocessing.forkserver" in cmdline
+RunOne = Callable[[str, Scenario], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """``calls`` concurrent callers, each making ``per_slot`` calls back to back; their
+    starts spread evenly over ``ramp_s``."""
+
+    label: str
+    calls: int
+    per_slot: int
+    scenarios: tuple[Scenario, ...]
+    ramp_s: float = 0.0
+
+    def scenario_for(self, slot: int, k: int) -> Scenario:
+        return self.scenarios[(slot + k) % len(self.scenarios)]
+
+
+async def drive(run_one: RunOne, phase: Phase,
+                progress: Callable[[], None] | None = None) -> tuple[list[dict[str, Any]],
+                                                                    int, int]:
+    """Run the phase; returns the records that came back, calls attempted, caller lines
+    expected (every attempted call's scenario lines)."""
+    records: list[dict[str, Any]] = []
+    expected = 0
+
+    async def slot(i: int) -> None:
+        nonlocal expected
+        await asyncio.sleep(phase.ramp_s * i / max(1, phase.calls))
+        for k in range(phase.per_slot):
+            scenario = phase.scenario_for(i, k)
+            expected += len(scenario.turns)
+            record = await run_one(uuid.uuid4().hex[:16], scenario)
+            if record is not None:
+                records.append(record)
+            if progress is not None:
+                progress()
+
+    await asyncio.gather(*(slot(i) for i in range(phase.calls)))
+    return records, phase.calls * phase.per_slot, expected
+
+
+class OursSide:
+    """Our system, already started (``deployments.local.LocalSystem``)."""
+
+    name = "ours"
+
+    def __init__(self, system: Any) -> None:
+        self._system = system
+
+    def run(self, phase: Phase, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+        from voice_ai.pipeline.specs import CallSpec
+        from voice_ai.records import CallRecord
+
+        dispatcher = self._system.handles.dispatcher
+
+        async def one(call_id: str, scenario: Scenario) -> dict[str, Any] | None:
+            spec = CallSpec(call_id=call_id, scenario=scenario, record_audio=False)
+            result = await dispatcher.run_simulated.remote(spec)
+            return result.to_dict() if isinstance(result, CallRecord) else None
+
+        sampler = ProcessSampler(CALL_MARKER, kind_marker=CALL_ACTOR_MARKER,
+                                 include=lambda cmd: not is_stock(cmd)).start()
+        records, attempted, expected = asyncio.run(drive(one, phase, progress))
+        sampler.settle(calls=len(records))
+        usage = sampler.stop()
+        return side_summary(records, attempted, expected, usage, usage.call_process_uss_peaks)
+
+
+class StockSide:
+    """The stock agent: a pool of prepared processes, one per concurrent call."""
+
+    def __init__(self, job: StockJob, audio_path: Path, name: str = "stock") -> None:
+        self.name = name
+        self._job = job
+        self._audio_path = audio_path
+        self.voice_ai_modules: set[str] = set()
+
+    def run(self, phase: Phase, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+        """The pool is filled before the phase is sampled (as our warm pool is); the
+        replacement started for every call that begins is part of the phase."""
+        uss: list[int] = []
+        loop = asyncio.new_event_loop()
+        pool = StockPool(self._job, self._audio_path, phase.calls)
+
+        async def one(call_id: str, scenario: Scenario) -> dict[str, Any] | None:
+            try:
+                call = await pool.run_call(call_id, scenario.model_dump(mode="json"))
+            except RuntimeError:
+                return None
+            uss.append(call.uss_peak)
+            self.voice_ai_modules.update(call.voice_ai_modules)
+            return call.record
+
+        try:
+            loop.run_until_complete(pool.fill())
+            sampler = ProcessSampler(STOCK_MARKER, include=is_stock).start()
+            records, attempted, expected = loop.run_until_complete(drive(one, phase, progress))
+            usage = sampler.stop()
+        finally:
+            loop.run_until_complete(pool.close())
+            loop.close()
+        return side_summary(records, attempted, expected, usage, uss)
+
+
+def scenarios_turns(scenarios: Sequence[Scenario]) -> int:
+    return sum(len(s.turns) for s in scenarios)
