@@ -78,6 +78,17 @@ bench-embedded: install
 	$(BIN)/python -m benchmarks.turn_latency
 	$(BIN)/python -m benchmarks.turn_latency --make-run
 
+# The fault suite (issue #14, docs/resilience.md): every system actor killed under 4 live calls,
+# the store locked and its disk full; also part of `make test`. The soak is not: calls back to
+# back for SOAK_MINUTES (30), memory growth per call actor per 100 calls.
+.PHONY: test-faults soak
+SOAK_MINUTES ?= 30
+test-faults: install system-deps
+	$(BIN)/python -m pytest -q -s tests/faults
+
+soak: install
+	$(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 

@@ -1,8 +1,13 @@
-"""CallActor: one live call at a time. A shell over ``voice_ai.pipeline.runtime.CallRuntime``.
+"""CallActor: one live call at a time. A shell over ``voice_ai.pipeline.runtime.CallRuntime``
+(the call) and ``voice_ai.calls.host.CallHost`` (its life in this process).
 
 Warm actors are created ahead of demand and ``prepare()``d (pools reached, VAD loaded, the
-call's stages built), so a new call only hands over its spec. After a completed call the
-dispatcher puts the actor back in the warm pool (up to CALL_ACTOR_MAX_CALLS calls).
+call's stages built), so a new call only hands over its ticket. Call actors are detached and
+named (``callactor-<id>``, by the dispatcher): they do not die with the dispatcher. ``begin``
+returns at once and the call runs here to its end; then the actor stores the record itself
+(the store, or this node's spool), reports ``CALL_END``, and answers ``wait_end`` to whichever
+dispatcher asks. ``info`` lets a restarted dispatcher adopt it. After a completed call the
+dispatcher ``reset``s it back into the warm pool (up to CALL_ACTOR_MAX_CALLS calls).
 """
 
 from __future__ import annotations
@@ -17,35 +22,56 @@ import ray
 
 from actors.appointments_client import AppointmentsClient
 from actors.breaker_registry import RayBoard
-from actors.names import BREAKER_REGISTRY, TELEMETRY
+from actors.hub_client import RayTelemetry
+from actors.names import BREAKER_REGISTRY
 from actors.pool_client import RayPoolPort
 from actors.pool_layout import needs_breakers, pool_size
+from actors.store_writer import durable_records
 from actors.worker_setup import forward_logs
 from voice_ai.agent.call import receptionist_factory, receptionist_settings
 from voice_ai.agent.profile import load_profile
+from voice_ai.calls.host import CallHost
+from voice_ai.calls.ports import ActorInfo, CallEnd, CallTicket, ProcessStats
 from voice_ai.config import Settings
 from voice_ai.pipeline.runtime import CallRuntime
 from voice_ai.pipeline.specs import CallSpec
+from voice_ai.pipeline.transport import CallTransport
+from voice_ai.pipeline.transports import answer_offer
 from voice_ai.pipeline.vad import load_vad
 from voice_ai.providers.ports import PoolPort
 from voice_ai.records import CallRecord, TurnTimings
+from voice_ai.webrtc.signalling import SdpAnswer
 
 logger = logging.getLogger("voice_ai.call")
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class CallActor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, name: str = "callactor",
+                 ticket: CallTicket | None = None) -> None:
         forward_logs(settings.ray_namespace)
         self._settings = settings
         self._node_id = ray.get_runtime_context().get_node_id()
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent()
         self._runtime: CallRuntime | None = None
+        self._telemetry = RayTelemetry(settings.ray_namespace)
+        self._host = CallHost(
+            name, self._node_id, os.getpid(),
+            durable_records(settings, self._node_id,
+                            observer=self._telemetry.spool_observer(self._node_id)),
+            self._telemetry, report_timeout_s=settings.actor_reply_timeout_s)
+        self._offered: dict[str, CallTransport] = {}  # browser calls answered, not begun
+        if ticket is not None:  # a cold start: begin this call as soon as we are ready
+            self._host.begin(ticket, self, prepare=self.warm_up)
 
-    async def prepare(self) -> dict[str, Any]:
-        """Warm up: reach the pools, load the VAD, build the stages. Returns where and how
-        long."""
+    async def prepare(self) -> ActorInfo:
+        """Warm up (once): reach the pools, load the VAD, build the stages."""
+        await self.warm_up()
+        return self._host.info()
+
+    async def warm_up(self) -> dict[str, Any]:
+        """``prepare``, returning where and how long (benchmarks)."""
         started = time.perf_counter()
         s = self._settings
         if self._runtime is None:
@@ -67,24 +93,47 @@ class CallActor:
                 receptionist_settings(s, profile), connect, board, vad_loader=load_vad,
                 node_id=self._node_id, agent_factory=receptionist_factory(
                     profile, AppointmentsClient(namespace=ns)))
-            self._telemetry = ray.get_actor(TELEMETRY, namespace=ns)
         info = await self._runtime.prepare()
         return {"node_id": self._node_id, "pid": os.getpid(),
                 "prepare_s": time.perf_counter() - started, "placement": info.placement}
 
+    # --- the call's life (voice_ai.calls.host) ----------------------------------------------
+    async def answer_offer(self, ticket: CallTicket) -> SdpAnswer:
+        """A browser call: build its transport from the offer and answer it; ``begin`` then
+        runs the call on that transport."""
+        await self.prepare()
+        transport, answer = await answer_offer(ticket.spec, self._settings)
+        self._offered[ticket.call_id] = transport
+        return answer
+
+    async def begin(self, ticket: CallTicket) -> None:
+        """Start the call and return: it runs here to its end, whoever watches."""
+        await self.prepare()
+        self._host.begin(ticket, self)
+
+    async def wait_end(self, call_id: str) -> CallEnd:
+        return await self._host.wait_end(call_id)
+
+    def info(self) -> ActorInfo:
+        return self._host.info()
+
+    def reset(self) -> None:
+        self._host.reset()
+
     async def run_call(self, spec: CallSpec) -> CallRecord:
+        """Run one call to its end (``CallHost`` calls this; benchmarks may call it directly)."""
         await self.prepare()
         assert self._runtime is not None
         telemetry = self._telemetry
 
         def on_turn(turn: TurnTimings) -> None:
-            telemetry.turn.remote(spec.call_id, turn)
+            telemetry.turn(spec.call_id, turn)
 
-        return await self._runtime.run_call(spec, on_turn=on_turn)
+        return await self._runtime.run_call(spec, transport=self._offered.pop(spec.call_id, None),
+                                            on_turn=on_turn)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ProcessStats:
         # RSS from /proc/PID/statm: USS would walk every mapping (smaps) on each 2 s poll,
         # a measurable share of a busy call actor's CPU
-        return {"node_id": self._node_id, "pid": os.getpid(),
-                "rss_bytes": self._proc.memory_info().rss,
-                "cpu_percent": self._proc.cpu_percent()}
+        return ProcessStats(self._node_id, os.getpid(), self._proc.memory_info().rss,
+                            self._proc.cpu_percent())

@@ -1,250 +1,238 @@
-"""The dispatcher: admits calls cluster-wide and runs each on a warm CallActor.
+"""The dispatcher: one named actor, a Ray shell over ``voice_ai.calls.dispatch.CallDispatch``.
 
-One named actor. Admission is ``voice_ai.pipeline.admission.AdmissionControl`` (no awaits
-inside a decision, so bursts cannot over-admit). A warm pool of prepared call actors makes
-setup a hand-over. An actor whose call completed goes back to the warm pool until it has served
-CALL_ACTOR_MAX_CALLS calls (starting one costs ~6 CPU-seconds); one whose call failed retires.
-The pool refills in the background, counting actors that will come back, but always keeping
-at least half of WARM_CALL_ACTORS idle and ready for a burst.
-When a call ends, the dispatcher stores its record (durable first), then reports it
-(metrics, CALL_END). A call actor that dies (its node lost) ends the call as failed.
+The policy (admission, warm pool, supervision with deadlines, recovery) is in ``voice_ai``;
+this module only implements its ports with Ray:
+
+- ``RayCallActors`` starts call actors **detached and named** (``callactor-<id>``), so they
+  do not belong to the dispatcher: when Ray restarts the dispatcher, live calls carry on and
+  the new dispatcher finds them by name (``existing``) and adopts them (``recover`` runs in
+  the constructor; admissions wait for it).
+- ``RayCallActor`` turns a dead actor (``RayActorError``) into ``CallActorLost``.
+- the telemetry hub, the store (durable records, admission journal) and the busy message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import asdict
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
-from actors.busy import play_busy
-from actors.call_actor import CallActor
-from actors.names import TELEMETRY
-from actors.store_writer import StoreClient
+from actors.hub_client import RayTelemetry
+from actors.names import CALL_ACTOR_PREFIX
+from actors.store_writer import StoreClient, durable_records
+from actors.system_env import CALL_ACTOR_RUNTIME_ENV
 from actors.worker_setup import forward_logs
+from voice_ai.calls.deadline import within
+from voice_ai.calls.dispatch import CallDispatch, DispatchPolicy, StartResult
+from voice_ai.calls.journal import StoreJournal
+from voice_ai.calls.ports import (
+    ActorInfo,
+    CallActorLost,
+    CallEnd,
+    CallTicket,
+    ProcessStats,
+)
 from voice_ai.config import Settings
-from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.specs import CallSpec
-from voice_ai.pipeline.transports import is_simulated_room
-from voice_ai.records import CallDirection, CallOutcome, CallRecord, EndReason
-from voice_ai.store import StoreUnavailableError
+from voice_ai.records import CallRecord, EndReason
+from voice_ai.store.outcome import WriteOutcome
+from voice_ai.webrtc.signalling import OfferResult, SdpAnswer
+
+__all__ = ["Dispatcher", "RayCallActor", "RayCallActors", "new_call_id"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
-KEEP_FINISHED = 1000  # finished calls whose record `wait_call` can still return
-
-
-@dataclass
-class _Spare:
-    """A prepared call actor in the warm pool, and how many calls it has served."""
-
-    actor: ActorHandle
-    node_id: str
-    calls: int = 0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._admission = AdmissionControl(settings.max_concurrent_calls)
-        self._warm: deque[_Spare] = deque()  # prepared actors, ready for a call
-        self._active: dict[str, tuple[ActorHandle, str]] = {}  # call id -> (actor, key)
-        self._returning = 0  # active calls whose actor will serve again
-        self._actors_started = 0
-        self._actors_reused = 0
-        self._done: dict[str, asyncio.Future[CallRecord]] = {}
-        self._cancelled: dict[str, EndReason] = {}
-        self._refill_lock: asyncio.Lock | None = None
-        self._telemetry = ray.get_actor(TELEMETRY, namespace=settings.ray_namespace)
-        self._store = StoreClient(namespace=settings.ray_namespace)
         forward_logs(settings.ray_namespace)
+        node = ray.get_runtime_context().get_node_id()
+        telemetry = RayTelemetry(settings.ray_namespace)
+        store = StoreClient(namespace=settings.ray_namespace,
+                            deadline_s=2 * settings.actor_reply_timeout_s)
+        self._core = CallDispatch(
+            DispatchPolicy.from_settings(settings), RayCallActors(settings),
+            durable_records(settings, node, observer=telemetry.spool_observer(node)),
+            StoreJournal(_JournalPort(store)), telemetry, RayBusyPlayer(settings))
+        # call actors outlive a dispatcher: adopt them before admitting anything
+        loop = asyncio.get_running_loop()
+        self._recovery = loop.create_task(self._core.recover())
+        self._imports = loop.create_task(self._preload())
 
-    def _new_actor(self) -> ActorHandle:
-        s = self._settings
-        return CallActor.options(  # type: ignore[attr-defined]
-            num_cpus=s.call_actor_num_cpus,
-            memory=s.call_actor_memory_mb * 1024 * 1024,
-            scheduling_strategy="SPREAD",
-        ).remote(s)
+    async def _preload(self) -> None:
+        await self._core.wait_ready()  # the import would slow recovery down (the GIL)
+        await _import_call_actor_class()
 
-    async def fill_warm_pool(self) -> int:
-        """Start and prepare actors until the warm pool holds WARM_CALL_ACTORS. Returns size."""
-        if self._refill_lock is None:
-            self._refill_lock = asyncio.Lock()
-        async with self._refill_lock:
-            missing = self._missing_spares()
-            if missing > 0:
-                actors = [self._new_actor() for _ in range(missing)]
-                self._actors_started += missing
-                infos = await asyncio.gather(*(a.prepare.remote() for a in actors))
-                self._warm.extend(_Spare(a, i["node_id"]) for a, i in
-                                  zip(actors, infos, strict=True))
-        return len(self._warm)
-
-    def _missing_spares(self) -> int:
-        """Actors to start now: the target less those idle and those that will come back,
-        but never fewer idle than half the target (a burst must not find the pool empty)."""
-        target = self._settings.warm_call_actors
-        floor = (target + 1) // 2
-        return max(target - len(self._warm) - self._returning, floor - len(self._warm))
-
-    async def start_call(self, spec: CallSpec, key: str | None = None) -> dict[str, Any]:
+    async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:
         """Admit a call and start it. ``key`` (a room name) makes repeats idempotent."""
-        admitted_at = time.time()
-        key = key or spec.call_id
-        decision, call_id = self._admission.admit(key, spec.call_id)
-        if decision is Decision.DUPLICATE:
-            return {"decision": decision.value, "call_id": call_id}
-        direction = (CallDirection.SIMULATED if spec.scenario is not None
-                     else CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND)
-        if decision is Decision.REJECTED:
-            self._telemetry.call_rejected.remote(call_id, direction.value, spec.caller_masked)
-            asyncio.create_task(self._reject(spec, direction, admitted_at))  # noqa: RUF006
-            return {"decision": decision.value, "call_id": call_id}
-        warm = bool(self._warm)
-        spare = self._warm.popleft() if warm else _Spare(self._new_actor(), "")
-        actor, node = spare.actor, spare.node_id
-        self._actors_started += not warm
-        spec = replace(spec, admitted_at=admitted_at, warm=warm)
-        self._telemetry.call_started.remote(call_id, direction.value, spec.caller_masked,
-                                            node[:12])
-        self._active[call_id] = (actor, key)
-        done: asyncio.Future[CallRecord] = asyncio.get_running_loop().create_future()
-        self._done[call_id] = done
-        reusable = spare.calls + 1 < self._settings.call_actor_max_calls
-        self._returning += reusable
-        asyncio.create_task(self._run(spare, spec, key, direction, done, reusable))  # noqa: RUF006
-        asyncio.create_task(self.fill_warm_pool())  # noqa: RUF006
-        return {"decision": decision.value, "call_id": call_id, "warm": warm}
+        return await self._core.start_call(spec, key)
 
-    async def _run(self, spare: _Spare, spec: CallSpec, key: str, direction: CallDirection,
-                   done: asyncio.Future[CallRecord], reusable: bool) -> None:
-        actor = spare.actor
-        serve_again = False
-        try:
-            record: CallRecord = await actor.run_call.remote(spec)
-            serve_again = reusable and record.outcome is CallOutcome.COMPLETED
-        except RayActorError as e:
-            cancelled = self._cancelled.pop(spec.call_id, None)
-            record = (_failed(spec, direction, cancelled, "cancelled: the call never connected")
-                      if cancelled is not None else
-                      _failed(spec, direction, EndReason.NODE_LOST,
-                              f"call actor lost (node or process died): {type(e).__name__}"))
-        except Exception as e:
-            record = _failed(spec, direction, EndReason.ERROR, f"{type(e).__name__}: {e}")
-        finally:
-            self._admission.release(key)
-            self._active.pop(spec.call_id, None)
-            self._returning -= reusable
-            if serve_again and len(self._warm) < self._settings.warm_call_actors:
-                self._warm.append(_Spare(actor, spare.node_id, spare.calls + 1))
-                self._actors_reused += 1
-            else:
-                ray.kill(actor, no_restart=True)
-                if reusable:  # counted on coming back: start its replacement
-                    asyncio.create_task(self.fill_warm_pool())  # noqa: RUF006
-        await self._store_durably(record)
-        await self._telemetry.call_ended.remote(record)  # CALL_END only after the store commit
-        done.set_result(record)
-        # webhook calls are never waited for: keep only the latest finished ones
-        finished = [cid for cid, fut in self._done.items() if fut.done()]
-        for cid in finished[: max(0, len(finished) - KEEP_FINISHED)]:
-            del self._done[cid]
-
-    async def _reject(self, spec: CallSpec, direction: CallDirection, at: float) -> None:
-        """The busy path: a LiveKit caller hears the busy message and is hung up; every
-        rejected call is recorded (outcome rejected, end reason rejected_busy)."""
-        if spec.room is not None and not is_simulated_room(self._settings):
-            try:
-                await play_busy(self._settings, spec.room)
-            except Exception as e:  # the caller may already be gone; the record still counts
-                logger.warning("busy message not played",
-                               extra={"call_id": spec.call_id, "error": f"{type(e).__name__}"})
-        record = CallRecord(call_id=spec.call_id, direction=direction, started_at=at,
-                            ended_at=time.time(), end_reason=EndReason.REJECTED_BUSY,
-                            caller_masked=spec.caller_masked, warm_start=False)
-        await self._store_durably(record)
-
-    async def admit_room(self, room: str, caller_masked: str, outbound: bool) -> dict[str, Any]:
+    async def admit_room(self, room: str, caller_masked: str, outbound: bool) -> StartResult:
         """A LiveKit room needs an agent (webhook or outbound dial). Idempotent per room."""
-        spec = CallSpec(call_id=new_call_id(), room=room, caller_masked=caller_masked,
-                        outbound=outbound)
-        return await self.start_call(spec, key=room)
+        return await self._core.admit_room(room, caller_masked, outbound, new_call_id())
+
+    async def offer_call(self, spec: CallSpec) -> OfferResult:
+        """A browser's WebRTC offer (``spec.webrtc_offer``): admitted like any call, answered
+        by a call actor before the call begins (deployments/talk_routes.py)."""
+        return await self._core.offer_call(spec)
 
     def cancel_room(self, room: str, reason: str) -> bool:
         """The admitted call in ``room`` never connected: stop its actor, record ``reason``."""
-        for call_id, (actor, key) in self._active.items():
-            if key == room:
-                self._cancelled[call_id] = EndReason(reason)
-                ray.kill(actor, no_restart=True)
-                return True
-        return False
-
-    async def _store_durably(self, record: CallRecord) -> None:
-        """Retry until the writer commits: a record sent while it is down is late, never lost."""
-        while True:
-            try:
-                await self._store.write_call(record)
-                return
-            except StoreUnavailableError as e:
-                logger.error("call record not stored yet, retrying",
-                             extra={"call_id": record.call_id, "error": str(e)})
+        return self._core.cancel_room(room, EndReason(reason))
 
     async def wait_call(self, call_id: str) -> CallRecord:
-        fut = self._done.get(call_id)
-        if fut is None:
-            raise KeyError(f"unknown call id {call_id}")
-        record = await asyncio.shield(fut)
-        self._done.pop(call_id, None)
-        return record
+        return await self._core.wait_call(call_id)
 
-    async def run_simulated(self, spec: CallSpec) -> CallRecord | dict[str, Any]:
+    async def run_simulated(self, spec: CallSpec) -> CallRecord | StartResult:
         """Admit, run and wait for one simulated call (the CLI and tests use this)."""
-        started = await self.start_call(spec)
-        if started["decision"] != Decision.ACCEPTED:
-            return started
-        return await self.wait_call(started["call_id"])
+        return await self._core.run_simulated(spec)
+
+    async def fill_warm_pool(self) -> int:
+        """Refill the warm pool and wait for it; return how many prepared actors are idle."""
+        await self._recovery
+        return await self._core.fill_warm_pool()
 
     def status(self) -> dict[str, Any]:
-        return {
-            "active_calls": self._admission.active,
-            "max_concurrent_calls": self._admission.limit,
-            "warm_ready": len(self._warm),
-            "warm_target": self._settings.warm_call_actors,
-            "accepted_total": self._admission.accepted_total,
-            "rejected_total": self._admission.rejected_total,
-            "call_actors_started_total": self._actors_started,
-            "call_actors_reused_total": self._actors_reused,
-        }
+        """JSON view for /health/detailed and operators (see ``DispatchStatus``)."""
+        status = asdict(self._core.status())
+        status["active_call_ids"] = list(status["active_call_ids"])
+        return status
 
-    async def process_stats(self) -> dict[tuple[str, str], dict[str, float]]:
-        """CPU and memory of call actors (active and warm), summed per node."""
-        actors = [a for a, _ in self._active.values()] + [s.actor for s in self._warm]
-        results = await asyncio.gather(*(a.stats.remote() for a in actors),
-                                       return_exceptions=True)
-        per_node: dict[tuple[str, str], dict[str, float]] = {}
-        for r in results:
-            if isinstance(r, BaseException):
-                continue
-            slot = per_node.setdefault(("call_actors", r["node_id"][:12]),
-                                       {"cpu_percent": 0.0, "rss_bytes": 0.0})
-            slot["cpu_percent"] += r["cpu_percent"]
-            slot["rss_bytes"] += r["rss_bytes"]
-        return per_node
+    def active_call_ids(self) -> tuple[str, ...]:
+        return self._core.status().active_call_ids
+
+    async def call_actor_stats(self) -> list[ProcessStats]:
+        """CPU and memory of every call actor, active and warm (those that answer in time)."""
+        results = await asyncio.gather(  # best effort, for metrics: a short deadline each
+            *(within(a.stats(), 1.0, a.name) for a in self._core.actors()),
+            return_exceptions=True)
+        return [r for r in results if isinstance(r, ProcessStats)]
 
 
 def new_call_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def _failed(spec: CallSpec, direction: CallDirection, reason: EndReason, error: str) -> CallRecord:
-    return CallRecord(call_id=spec.call_id, direction=direction, started_at=spec.admitted_at,
-                      ended_at=time.time(), end_reason=reason, caller_masked=spec.caller_masked,
-                      warm_start=spec.warm, error=error)
+async def _import_call_actor_class() -> None:
+    """The call actor's module pulls in the whole call pipeline (seconds): this process starts
+    without it (``actors.system_env``) and imports it off the event loop once admissions go on
+    again, before the warm pool needs a new actor."""
+    try:
+        await asyncio.to_thread(importlib.import_module, "actors.call_actor")
+    except Exception as e:  # imported on first use instead
+        logger.warning("call actor class not preloaded", extra={"error": type(e).__name__})
+
+
+class RayCallActor:
+    """``CallActorPort`` over a call actor's handle."""
+
+    def __init__(self, handle: ActorHandle[Any], name: str) -> None:
+        self._handle = handle
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def _call(self, method: str, *args: object) -> Any:
+        try:
+            return await getattr(self._handle, method).remote(*args)
+        except RayActorError as e:  # its process or node is gone (or it was stopped)
+            raise CallActorLost(f"{self._name}: {type(e).__name__}") from e
+
+    async def prepare(self) -> ActorInfo:
+        info: ActorInfo = await self._call("prepare")
+        return info
+
+    async def answer_offer(self, ticket: CallTicket) -> SdpAnswer:
+        answer: SdpAnswer = await self._call("answer_offer", ticket)
+        return answer
+
+    async def begin(self, ticket: CallTicket) -> None:
+        await self._call("begin", ticket)
+
+    async def wait_end(self, call_id: str) -> CallEnd:
+        end: CallEnd = await self._call("wait_end", call_id)
+        return end
+
+    async def info(self) -> ActorInfo:
+        info: ActorInfo = await self._call("info")
+        return info
+
+    async def reset(self) -> None:
+        await self._call("reset")
+
+    def retire(self) -> None:
+        try:
+            ray.kill(self._handle, no_restart=True)
+        except Exception:  # already gone
+            pass
+
+    async def stats(self) -> ProcessStats:
+        stats: ProcessStats = await self._call("stats")
+        return stats
+
+
+class RayCallActors:
+    """``CallActorFactory``: detached, named call actors in the system's namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def create(self, ticket: CallTicket | None = None) -> RayCallActor:
+        from actors.call_actor import CallActor  # preloaded off the loop (see above)
+
+        s = self._settings
+        name = f"{CALL_ACTOR_PREFIX}{uuid.uuid4().hex[:12]}"
+        handle = CallActor.options(  # type: ignore[attr-defined]
+            name=name, namespace=s.ray_namespace, lifetime="detached",
+            num_cpus=s.call_actor_num_cpus, memory=s.call_actor_memory_mb * 1024 * 1024,
+            scheduling_strategy="SPREAD", runtime_env=CALL_ACTOR_RUNTIME_ENV,
+        ).remote(s, name, ticket)
+        return RayCallActor(handle, name)
+
+    async def existing(self) -> list[RayCallActor]:
+        ns = self._settings.ray_namespace
+        entries = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+        names = [str(e["name"]) for e in entries
+                 if e["namespace"] == ns and str(e["name"]).startswith(CALL_ACTOR_PREFIX)]
+        # each lookup asks the GCS and blocks: in threads, side by side
+        handles = await asyncio.gather(
+            *(asyncio.to_thread(ray.get_actor, n, namespace=ns) for n in names),
+            return_exceptions=True)
+        return [RayCallActor(h, n) for n, h in zip(names, handles, strict=True)
+                if not isinstance(h, BaseException)]  # gone since the listing
+
+
+class _JournalPort:
+    def __init__(self, store: StoreClient) -> None:
+        self._store = store
+
+    async def write_event(self, kind: str, component: str, detail: str, ts: float,
+                          event_id: str) -> WriteOutcome:
+        return await self._store.try_write_event(kind, component, detail, ts, event_id)
+
+    async def open_admissions(self, since: float) -> list[str]:
+        return await self._store.open_admissions(since)
+
+
+class RayBusyPlayer:
+    """The busy message into a LiveKit room; simulated rooms have no one to hear it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def play(self, room: str) -> None:
+        from actors.busy import play_busy  # rare, and heavy: not on the restart path
+        from voice_ai.pipeline.transports import is_simulated_room
+
+        if not is_simulated_room(self._settings):
+            await play_busy(self._settings, room)

@@ -14,3 +14,5 @@ def worker_name(stage: str, provider: str, index: int) -> str:
     return f"{stage}-{provider}-{index}"
 BREAKER_REGISTRY = "breaker_registry"
 STORE_WRITER = "store_writer"
+CALL_ACTOR_PREFIX = "callactor-"  # call actors are detached and named, so a restarted
+# dispatcher finds them (``callactor-<12 hex>``)

@@ -32,6 +32,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
+from actors.system_env import SYSTEM_RUNTIME_ENV
 from voice_ai.config import Settings
 from voice_ai.records import CallRecord
 from voice_ai.store import StoreUnavailableError
@@ -100,6 +101,7 @@ def ensure_store_writer(
         "name": name,
         "get_if_exists": True,
         "resources": {HEAD_NODE_RESOURCE: 0.001},
+        "runtime_env": SYSTEM_RUNTIME_ENV,  # no plugins to import: restarts in a moment
     }
     if detached:
         options["lifetime"] = "detached"

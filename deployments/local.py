@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import TracebackType
-from typing import Any
 
 import ray
 from ray import serve
@@ -19,8 +19,11 @@ from rich.table import Table
 
 from actors.system import SystemHandles, ensure_system, teardown_system
 from actors.worker_setup import RUNTIME_ENV, forward_logs
-from deployments.app import VoiceGateway
+from deployments.app import bind_gateway
+from deployments.ray_dispatch import CallNotFinished, wait_for_record
+from voice_ai.calls.dispatch import StartResult
 from voice_ai.config import Settings
+from voice_ai.pipeline.admission import Decision
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallRecord
@@ -70,8 +73,8 @@ class LocalSystem:
         with c.status(f"starting the HTTP app on :{self.settings.http_port}"):
             serve.start(http_options={"host": self.settings.http_host,
                                       "port": self.settings.http_port})
-            serve.run(VoiceGateway.bind(self.settings, start_system=False),  # type: ignore[attr-defined]
-                      name=self.app_name, route_prefix=self._route_prefix, blocking=False)
+            serve.run(bind_gateway(self.settings), name=self.app_name,
+                      route_prefix=self._route_prefix, blocking=False)
 
     def stop(self) -> None:
         if not ray.is_initialized():
@@ -85,33 +88,44 @@ class LocalSystem:
         finally:
             ray.shutdown()
 
-    def run_calls(self, scenarios: Sequence[Scenario]) -> list[CallRecord]:
-        """Run one simulated call per scenario, all at once, with a live progress view."""
+    def run_calls(self, scenarios: Sequence[Scenario], *,
+                  timeout_s: float = 600.0) -> list[CallRecord]:
+        """Run one simulated call per scenario, all at once, with a live progress view. Waits
+        through a dispatcher restart; a call not ended within ``timeout_s`` is reported."""
         assert self.handles is not None, "start() first"
-        dispatcher = self.handles.dispatcher
+        ns = self.settings.ray_namespace
         specs = [CallSpec(call_id=uuid.uuid4().hex[:16], scenario=s,
                           record_audio=True) for s in scenarios]
-        refs = {dispatcher.run_simulated.remote(spec): (i, spec) for i, spec in enumerate(specs)}
-        results: list[Any] = [None] * len(specs)
+        started: list[StartResult] = ray.get(
+            [self.handles.dispatcher.start_call.remote(s) for s in specs], timeout=60)
+        results: list[CallRecord | None] = [None] * len(specs)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} calls"), TimeElapsedColumn(),
                       console=self._console, transient=False) as progress:
             task = progress.add_task(f"{len(specs)} simulated calls", total=len(specs))
-            pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                for ref in done:
-                    i, spec = refs[ref]
-                    results[i] = ray.get(ref)
+            accepted = [(i, spec) for i, (spec, st) in enumerate(zip(specs, started, strict=True))
+                        if st.decision is Decision.ACCEPTED]
+            for i, st in enumerate(started):
+                if st.decision is not Decision.ACCEPTED:
+                    progress.console.print(f"call {i + 1}: {st.decision.value}")
                     progress.advance(task)
-                    r = results[i]
-                    if isinstance(r, CallRecord):
-                        progress.console.print(
-                            f"call {i + 1} ({spec.scenario.name if spec.scenario else ''}) "
-                            f"{r.outcome.value}: {len(r.turns)} turns")
-                    else:
-                        progress.console.print(f"call {i + 1}: {r.get('decision')}")
-        return [r for r in results if isinstance(r, CallRecord)]
+            with ThreadPoolExecutor(max_workers=max(1, len(accepted))) as pool:
+                futures = {pool.submit(wait_for_record, ns, spec.call_id, timeout_s): (i, spec)
+                           for i, spec in accepted}
+                for fut in as_completed(futures):
+                    i, spec = futures[fut]
+                    try:
+                        r: CallRecord = fut.result()
+                    except CallNotFinished as e:
+                        progress.console.print(f"call {i + 1}: {e}")
+                        progress.advance(task)
+                        continue
+                    results[i] = r
+                    progress.advance(task)
+                    progress.console.print(
+                        f"call {i + 1} ({spec.scenario.name if spec.scenario else ''}) "
+                        f"{r.outcome.value}: {len(r.turns)} turns")
+        return [r for r in results if r is not None]
 
 
 def _s(value: float | None) -> str:

@@ -135,11 +135,15 @@ def call_test(
     = Path("scenarios/book_appointment.yaml"),
     timeout_s: Annotated[float, typer.Option(help="Give up after this long.")] = 300.0,
 ) -> None:
-    """Place one simulated call through the dispatcher; exit 1 unless it completes."""
+    """Place one simulated call through the dispatcher; exit 1 unless it completes. Never
+    hangs: one line and exit 1 if the call has not ended within --timeout-s."""
     import ray
 
     from actors.names import DISPATCHER
+    from deployments.ray_dispatch import CallNotFinished, wait_for_record
+    from voice_ai.calls.dispatch import StartResult
     from voice_ai.errors import ScenarioError
+    from voice_ai.pipeline.admission import Decision
     from voice_ai.pipeline.scenario import load_scenario
     from voice_ai.pipeline.specs import CallSpec
     from voice_ai.records import CallRecord
@@ -150,10 +154,21 @@ def call_test(
         raise fail(str(e), code=2) from None
     namespace = _namespace(_settings())
     with _attached():
-        dispatcher = ray.get_actor(DISPATCHER, namespace=namespace)
-        result = ray.get(dispatcher.run_simulated.remote(spec), timeout=timeout_s)
-    if not isinstance(result, CallRecord):
-        raise fail(f"call {spec.call_id} {result['decision']} (MAX_CONCURRENT_CALLS reached?)")
+        try:
+            dispatcher = ray.get_actor(DISPATCHER, namespace=namespace)
+            started: StartResult = ray.get(  # type: ignore[assignment]  # handle is untyped
+                dispatcher.start_call.remote(spec), timeout=min(30.0, timeout_s))
+        except (ValueError, ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
+            raise fail(f"the call dispatcher is not answering ({type(e).__name__}); see "
+                       "`voice-ai pool status` and the errors log") from None
+        if started.decision is not Decision.ACCEPTED:
+            raise fail(f"call {spec.call_id} {started.decision.value} "
+                       "(MAX_CONCURRENT_CALLS reached?)")
+        try:
+            result = wait_for_record(namespace, spec.call_id, timeout_s)
+        except CallNotFinished as e:
+            raise fail(str(e)) from None
+    assert isinstance(result, CallRecord)
     console.print(f"call {result.call_id} {result.outcome.value} ({result.end_reason.value}), "
                   f"{len(result.turns)} turns")
     for t in result.turns:

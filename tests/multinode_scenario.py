@@ -48,7 +48,9 @@ from actors.store_writer import WRITER_NAME  # noqa: E402
 from actors.system import ensure_system  # noqa: E402
 from actors.worker_setup import RUNTIME_ENV  # noqa: E402
 from deployments.app import VoiceGateway  # noqa: E402
+from deployments.internal_face import internal_url  # noqa: E402
 from voice_ai.config import Settings  # noqa: E402
+from voice_ai.pipeline.admission import Decision  # noqa: E402
 from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
 from voice_ai.pipeline.specs import CallSpec  # noqa: E402
 
@@ -123,6 +125,7 @@ def _settings(root: Path, port: int) -> Settings:
         http_port=port, http_host="127.0.0.1",
         data_dir=root / "data", log_dir=root / "logs", db_path=root / "data" / "voice_ai.db",
         recordings_dir=root / "data" / "recordings", backup_dir=root / "backups",
+        internal_http_port=_free_port(),
         stt_provider="whisper", llm_provider="local", tts_provider="piper",
         stt_pool_size=1, llm_pool_size=1, tts_pool_size=1,
         warm_call_actors=LIMIT, max_concurrent_calls=LIMIT,
@@ -194,7 +197,7 @@ def run(out: dict[str, Any], root: Path) -> None:
             ray_actor_options={"num_cpus": 0, "resources": HEAD_ONLY})
         serve.run(gateway.bind(settings, start_system=False), name="voice_ai",
                   route_prefix="/", blocking=False)
-        base = f"http://127.0.0.1:{settings.http_port}"
+        base = internal_url(settings)  # /health/detailed and /metrics: the internal face
         out["startup_s"] = round(time.perf_counter() - t0, 1)
 
         # --- placement ----------------------------------------------------------------
@@ -226,8 +229,8 @@ def run(out: dict[str, Any], root: Path) -> None:
             for ref in done:
                 results[order[ref]] = (ray.get(ref), time.perf_counter() - sent)
         answered = results
-        accepted = [r for r, _t in answered if r["decision"] == "accepted"]
-        rejected = [(r, t) for r, t in answered if r["decision"] == "rejected"]
+        accepted = [r for r, _t in answered if r.decision is Decision.ACCEPTED]
+        rejected = [(r, t) for r, t in answered if r.decision is Decision.REJECTED]
         after_burst = _wait("rejections on /metrics", lambda: (
             c := _call_counts(base))["rejected/rejected_busy"] - before.get(
                 "rejected/rejected_busy", 0) >= len(rejected) and c, 20)
@@ -239,12 +242,12 @@ def run(out: dict[str, Any], root: Path) -> None:
             "metrics_started_delta": after_burst["started"] - before["started"],
             "status": ray.get(handles.dispatcher.status.remote()),
             "audit_rejected": sum(
-                any(r["call_id"] in ln for r, _t in rejected)
+                any(r.call_id in ln for r, _t in rejected)
                 for ln in _audit_lines(settings, "CALL_REJECTED")),
         }
 
         # --- the admitted calls run on several nodes; remove the cpu worker mid-call ------
-        calls = {r["call_id"]: {"node": _node_of_call(settings, r["call_id"])}
+        calls = {r.call_id: {"node": _node_of_call(settings, r.call_id)}
                  for r in accepted}
         time.sleep(3.0)  # greetings playing: every call is mid-call
         cluster.remove_node(cpu_node)
@@ -278,8 +281,8 @@ def run(out: dict[str, Any], root: Path) -> None:
         started = ray.get([handles.dispatcher.start_call.remote(s) for s in new], timeout=60)
         new_calls = {}
         for s, st in zip(new, started, strict=True):
-            entry: dict[str, Any] = {"decision": st["decision"]}
-            if st["decision"] == "accepted":
+            entry: dict[str, Any] = {"decision": st.decision.value}
+            if st.decision is Decision.ACCEPTED:
                 entry["node"] = _node_of_call(settings, s.call_id)
                 record = ray.get(handles.dispatcher.wait_call.remote(s.call_id), timeout=300)
                 entry.update(outcome=record.outcome.value, end_reason=record.end_reason.value,

@@ -140,6 +140,18 @@ async def test_completed_calls_return_their_actor_until_its_limit() -> None:
     assert [r.call_id for r in world.telemetry.ended] == list(world.records.stored)
 
 
+async def test_a_pool_of_one_reuses_its_actor_instead_of_replacing_it() -> None:
+    world = World(warm_target=1, max_calls_per_actor=5)
+    d = await ready(world)
+    for _ in range(3):
+        (call_id,) = await world.start()
+        world.factory.running(call_id).finish(call_id)
+        await d.wait_call(call_id)
+        await settle()
+    assert len(world.factory.created) == 1  # one actor served the three calls in turn
+    assert d.status().call_actors_reused_total == 3
+
+
 async def test_a_failed_call_retires_its_actor(world: World) -> None:
     d = await ready(world)
     (call_id,) = await world.start()
@@ -268,6 +280,39 @@ async def test_recovery_records_an_admission_whose_actor_died_meanwhile(world: W
     assert lost.end_reason is EndReason.NODE_LOST
     assert "while the dispatcher was restarting" in lost.error
     assert [r.call_id for r in world.telemetry.ended] == [ids[0]]
+
+
+async def test_a_slow_actor_is_adopted_late_without_holding_admissions() -> None:
+    world = World(prepare_timeout_s=5.0)
+    old = await ready(world)
+    (call_id,) = await world.start(1)
+    await old.close()
+    slow = world.factory.running(call_id)
+    slow.slow_info = asyncio.Event()  # it does not answer within reply_timeout_s
+
+    new = world.dispatch = world.new_dispatcher()
+    recovery = asyncio.ensure_future(new.recover())
+    other = await new.start_call(CallSpec(call_id="meanwhile", scenario=SCENARIO))
+    assert other.decision is Decision.ACCEPTED  # admissions did not wait for the slow one
+    slow.slow_info.set()
+    report = await recovery
+    assert report.adopted_busy == 1 and report.lost_admissions == 0
+    assert not slow.retired and call_id in new.status().active_call_ids
+    slow.finish(call_id)
+    assert (await new.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
+async def test_a_cold_started_call_survives_a_dispatcher_dying_before_it_began() -> None:
+    world = World(warm_target=0)
+    old = await ready(world)
+    (call_id,) = await world.start(1)  # no spare: a new actor takes the call with its ticket
+    await old.close()  # the dispatcher dies before anyone handed the call over
+    new = world.dispatch = world.new_dispatcher()
+    report = await new.recover()
+    assert (report.adopted_busy, report.lost_admissions) == (1, 0)
+    world.factory.running(call_id).finish(call_id)
+    record = await new.wait_call(call_id)
+    assert record.outcome is CallOutcome.COMPLETED and not record.warm_start
 
 
 async def test_admissions_wait_for_recovery(world: World) -> None:

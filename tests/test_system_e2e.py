@@ -20,6 +20,8 @@ import pytest
 import ray
 
 from actors.names import worker_name
+from deployments.internal_face import internal_url
+from voice_ai.pipeline.admission import Decision
 from voice_ai.pipeline.scenario import load_scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord
@@ -60,7 +62,8 @@ def _run_call(local_system, spec: CallSpec) -> CallRecord:
 
 def test_one_call_end_to_end_with_real_models(local_system) -> None:
     base = f"http://127.0.0.1:{local_system.settings.http_port}"
-    before = http_get(f"{base}/metrics")[1]
+    internal = internal_url(local_system.settings)  # /metrics, /health/detailed
+    before = http_get(f"{internal}/metrics")[1]
     turns_before = _metric(before, "voice_ai_response_latency_seconds_count")
 
     spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIO))
@@ -85,7 +88,7 @@ def test_one_call_end_to_end_with_real_models(local_system) -> None:
 
     deadline = time.time() + 15
     while True:
-        text = http_get(f"{base}/metrics")[1]
+        text = http_get(f"{internal}/metrics")[1]
         if _metric(text, "voice_ai_response_latency_seconds_count") >= turns_before + 2:
             break
         assert time.time() < deadline, "turn timings never reached /metrics"
@@ -115,7 +118,7 @@ def test_one_call_end_to_end_with_real_models(local_system) -> None:
 
     status, body = http_get(f"{base}/health")
     assert status == 200 and json.loads(body) == {"status": "healthy"}
-    detailed = json.loads(http_get(f"{base}/health/detailed")[1])
+    detailed = json.loads(http_get(f"{internal}/health/detailed")[1])
     assert set(detailed["components"]) >= {"ray", "stt_pool", "llm_pool", "tts_pool",
                                             "call_pool"}
 
@@ -127,7 +130,7 @@ def test_pool_worker_killed_during_a_call_is_restarted_and_the_call_completes(
     scenario = load_scenario(SCENARIO)
     spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=scenario)
     started = ray.get(dispatcher.start_call.remote(spec))
-    assert started["decision"] == "accepted"
+    assert started.decision is Decision.ACCEPTED
 
     stt = ray.get_actor(worker_name("stt", settings.stt_provider, 0),
                         namespace=settings.ray_namespace)
@@ -135,7 +138,7 @@ def test_pool_worker_killed_during_a_call_is_restarted_and_the_call_completes(
     time.sleep(1.0)  # the call is running: greeting being played
     ray.kill(stt, no_restart=False)  # crash it; Ray restarts it under the same name
 
-    record = ray.get(dispatcher.wait_call.remote(started["call_id"]), timeout=240)
+    record = ray.get(dispatcher.wait_call.remote(started.call_id), timeout=240)
     assert record.outcome is CallOutcome.COMPLETED, record.error
     assert {"appointment", "tuesday"} <= _words(record.turns[0].user_text)
     assert ray.get(stt.info.remote())["pid"] != pid_before

@@ -51,11 +51,18 @@ def test_signed_sip_webhook_runs_a_call_once_and_bad_signatures_start_nothing(
 
     status, first = _post(f"{base}/livekit/webhook", body, {"Authorization": sign_webhook(body)})
     assert status == 200 and first["status"] == "accepted", first
-    status, again = _post(f"{base}/livekit/webhook", body, {"Authorization": sign_webhook(body)})
-    assert status == 200 and again == {**first, "status": "duplicate"}  # one agent per room
+    # LiveKit tells us again about the same room (a new event): one agent per room
+    second = webhook_json("participant_joined", room, "sip_caller_1", phone="+15550100067")
+    status, again = _post(f"{base}/livekit/webhook", second,
+                          {"Authorization": sign_webhook(second)})
+    assert status == 200 and again == {**first, "status": "duplicate"}
+    # the same event delivered twice is recognised as such and starts nothing either
+    status, replay = _post(f"{base}/livekit/webhook", body, {"Authorization": sign_webhook(body)})
+    assert status == 200 and replay["status"] == "duplicate_event", replay
     assert ray.get(dispatcher.status.remote())["accepted_total"] == accepted_before + 1
 
     record = ray.get(dispatcher.wait_call.remote(first["call_id"]), timeout=240)
+    assert ray.get(dispatcher.status.remote())["accepted_total"] == accepted_before + 1
     assert isinstance(record, CallRecord)
     assert record.outcome is CallOutcome.COMPLETED, record.error
     assert record.direction is CallDirection.INBOUND

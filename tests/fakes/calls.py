@@ -131,6 +131,7 @@ class FakeCallActor:
         self.runner = _Runner(self)
         self.prepared = False
         self.offers: list[str] = []
+        self.slow_info: asyncio.Event | None = None
         self.dead = False
         self.retired = False
         self._death: asyncio.Future[None] | None = None
@@ -190,6 +191,8 @@ class FakeCallActor:
 
     async def info(self) -> ActorInfo:
         await self._alive()
+        if self.slow_info is not None:  # e.g. still starting, or its loop is busy
+            await self.slow_info.wait()
         return self.host.info()
 
     async def reset(self) -> None:
@@ -227,11 +230,13 @@ class FakeFactory:
         self.created: list[FakeCallActor] = []
         self._ids = itertools.count(1)
 
-    def create(self) -> FakeCallActor:
+    def create(self, ticket: CallTicket | None = None) -> FakeCallActor:
         actor = FakeCallActor(f"callactor-{next(self._ids)}", f"node-{len(self.created) % 2}",
                               self.records, self.telemetry,
                               **self.actor_options)  # type: ignore[arg-type]
         self.created.append(actor)
+        if ticket is not None:  # a cold start: it begins the call by itself once prepared
+            actor.host.begin(ticket, actor.runner, prepare=actor.prepare)
         return actor
 
     async def existing(self) -> list[FakeCallActor]:

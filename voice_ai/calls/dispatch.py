@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from voice_ai.calls.busy import BusyLine, RejectedCall
@@ -111,6 +111,7 @@ class RecoveryReport:
     adopted_ended: int = 0
     unreachable: int = 0
     lost_admissions: int = 0
+    ready_after_s: float = 0.0  # from the start of recovery until admissions went on
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +219,11 @@ class CallDispatch:
             return StartResult(decision, call_id), None
         spare = self._pool.take()
         warm = spare is not None
-        if spare is None:
-            spare = Spare(self._factory.create(), "")
-            self.actors_started += 1
         ticket = CallTicket(replace(spec, admitted_at=admitted_at, warm=warm), key)
+        if spare is None:  # a cold start: the new actor begins the call by itself (not a
+            # browser call: its offer must be answered first)
+            spare = Spare(self._factory.create(None if offer else ticket), "")
+            self.actors_started += 1
         loop = asyncio.get_running_loop()
         call = _Call(ticket, spare, self._pool.call_started(spare), loop.create_future(),
                      loop.create_future() if offer else None)
@@ -291,12 +293,13 @@ class CallDispatch:
             await self._report_end(record)
         self._admission.release(ticket.key)
         self._calls.pop(ticket.call_id, None)
-        self._finish(ticket.call_id, call.done, record)
-        if not lost:
+        if not lost:  # back in the pool before anyone hears the call ended: a call placed
+            # right after it finds the actor ready
             await self._recycle(call.spare, reusable=call.reusable,
                                 completed=_served_well(record))
         elif call.reusable:
             self._pool.call_finished(call.spare, reusable=True, completed=False)
+        self._finish(ticket.call_id, call.done, record)
         self._kick_refill()
 
     async def _begin(self, call: _Call) -> None:
@@ -305,24 +308,29 @@ class CallDispatch:
             self._journal.admitted(ticket, ticket.spec.admitted_at),
             self.policy.journal_timeout_s, "admission journal"))
         try:
-            timeout = self.policy.begin_timeout_s
-            if not ticket.spec.warm:  # a cold actor starts and prepares inside begin
-                timeout += self.policy.prepare_timeout_s
-            if call.offer is not None:
-                try:
-                    answer = await within(actor.answer_offer(ticket), timeout,
-                                          f"offer answer on {actor.name}")
-                except BaseException as e:
-                    call.offer.set_exception(e)
-                    raise
-                call.offer.set_result(answer)
-            await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
+            if ticket.spec.warm or call.offer is not None:  # else created with its ticket
+                await self._hand_over(call, actor)
         finally:
             try:
                 await journal
             except Exception as e:  # recovery is weaker without it; the call goes on
                 logger.warning("admission not journaled", extra={
                     "call_id": ticket.call_id, "error": f"{type(e).__name__}: {e}"})
+
+    async def _hand_over(self, call: _Call, actor: CallActorPort) -> None:
+        ticket = call.ticket
+        timeout = self.policy.begin_timeout_s
+        if not ticket.spec.warm:  # a cold actor starts and prepares first
+            timeout += self.policy.prepare_timeout_s
+        if call.offer is not None:
+            try:
+                answer = await within(actor.answer_offer(ticket), timeout,
+                                      f"offer answer on {actor.name}")
+            except BaseException as e:
+                call.offer.set_exception(e)
+                raise
+            call.offer.set_result(answer)
+        await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
 
     async def _recycle(self, spare: Spare, *, reusable: bool, completed: bool) -> None:
         if not self._pool.call_finished(spare, reusable=reusable, completed=completed):
@@ -409,18 +417,47 @@ class CallDispatch:
     # --- after a restart -------------------------------------------------------------------
     async def recover(self) -> RecoveryReport:
         """Adopt the call actors that outlived the previous dispatcher; record lost calls.
-        Admissions wait until this has run."""
+
+        Admissions wait until every actor that answers within ``reply_timeout_s`` is adopted
+        (so admission counts its calls). One that is slower (still starting, or busy) is
+        adopted when it answers, within ``prepare_timeout_s``; only a dead one is stopped.
+        Admissions journaled with no record and no live actor are recorded last."""
+        counts: dict[str, int] = {}
+        slow: list[CallActorPort] = []
+        started = self._wall()
         try:
-            report = await self._adopt_all()
+            t = self.policy.reply_timeout_s
+            actors = await within(self._factory.existing(), self.policy.prepare_timeout_s,
+                                  "call actor listing")
+            infos = await asyncio.gather(
+                *(within(a.info(), t, f"info of {a.name}") for a in actors),
+                return_exceptions=True)
+            for actor, info in zip(actors, infos, strict=True):
+                if isinstance(info, ActorInfo):
+                    kind = self._adopt(actor, info)
+                elif isinstance(info, DeadlineExceeded):
+                    slow.append(actor)
+                    continue
+                else:  # gone (or broken): stop what is left of it
+                    actor.retire()
+                    kind = "unreachable"
+                counts[kind] = counts.get(kind, 0) + 1
+        except Exception as e:  # no listing: admissions go on; nothing adopted now
+            logger.error("dispatcher recovery failed", extra={"error": f"{type(e).__name__}: {e}"})
         finally:
+            ready_at = self._wall()
             self._ready.set()
+        for kind in await asyncio.gather(*(self._adopt_late(a) for a in slow)):
+            counts[kind] = counts.get(kind, 0) + 1
+        ready_after_s = round(ready_at - started, 3)
+        report = RecoveryReport(counts.get("idle", 0), counts.get("busy", 0),
+                                counts.get("ended", 0), counts.get("unreachable", 0),
+                                await self._record_lost_admissions(), ready_after_s)
         self._recovery = report
-        if any((report.adopted_busy, report.adopted_ended, report.lost_admissions,
-                report.adopted_idle)):
-            logger.warning("dispatcher recovered", extra={
-                "adopted_idle": report.adopted_idle, "adopted_busy": report.adopted_busy,
-                "adopted_ended": report.adopted_ended, "unreachable": report.unreachable,
-                "lost_admissions": report.lost_admissions})
+        found = (report.adopted_idle, report.adopted_busy, report.adopted_ended,
+                 report.unreachable, report.lost_admissions)
+        logger.log(logging.WARNING if any(found) else logging.INFO, "dispatcher recovered",
+                   extra=asdict(report))
         self._kick_refill()
         return report
 
@@ -428,35 +465,36 @@ class CallDispatch:
         """A first start: nothing to recover."""
         self._ready.set()
 
-    async def _adopt_all(self) -> RecoveryReport:
-        t = self.policy.reply_timeout_s
-        actors = await within(self._factory.existing(), t, "call actor listing")
-        infos = await asyncio.gather(*(within(a.info(), t, f"info of {a.name}") for a in actors),
-                                     return_exceptions=True)
-        idle = busy = ended = unreachable = 0
-        for actor, info in zip(actors, infos, strict=True):
-            if not isinstance(info, ActorInfo):
-                unreachable += 1
-                actor.retire()
-                continue
-            if info.phase is ActorPhase.IDLE:
-                idle += 1
-                self._pool.add(Spare(actor, info.node_id, info.calls_served))
-            elif info.phase is ActorPhase.BUSY and info.ticket is not None:
-                busy += 1
+    async def wait_ready(self) -> None:
+        """Until recovery lets admissions go on."""
+        await self._ready.wait()
+
+    async def _adopt_late(self, actor: CallActorPort) -> str:
+        try:
+            info = await within(actor.info(), self.policy.prepare_timeout_s,
+                                f"info of {actor.name}")
+        except Exception:
+            actor.retire()
+            return "unreachable"
+        return self._adopt(actor, info)
+
+    def _adopt(self, actor: CallActorPort, info: ActorInfo) -> str:
+        if info.phase is ActorPhase.IDLE:
+            self._pool.add(Spare(actor, info.node_id, info.calls_served))
+            return "idle"
+        if info.phase is ActorPhase.BUSY and info.ticket is not None:
+            if info.ticket.call_id not in self._calls:
                 self._adopt_busy(actor, info, info.ticket)
-            elif info.end is not None:
-                ended += 1
-                spare = Spare(actor, info.node_id, info.calls_served)
-                reusable = spare.calls < self._pool.max_calls
-                self._pool.returning += reusable
-                completed = _served_well(info.end.record)
-                self._spawn(self._recycle(spare, reusable=reusable, completed=completed))
-            else:
-                unreachable += 1
-                actor.retire()
-        lost = await self._record_lost_admissions()
-        return RecoveryReport(idle, busy, ended, unreachable, lost)
+            return "busy"
+        if info.end is not None:
+            spare = Spare(actor, info.node_id, info.calls_served)
+            reusable = spare.calls < self._pool.max_calls
+            self._pool.returning += reusable
+            self._spawn(self._recycle(spare, reusable=reusable,
+                                      completed=_served_well(info.end.record)))
+            return "ended"
+        actor.retire()
+        return "unreachable"
 
     def _adopt_busy(self, actor: CallActorPort, info: ActorInfo, ticket: CallTicket) -> None:
         spare = Spare(actor, info.node_id, info.calls_served)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from voice_ai.calls.deadline import within
@@ -67,7 +67,10 @@ class CallHost:
     def phase(self) -> ActorPhase:
         return self._phase
 
-    def begin(self, ticket: CallTicket, runner: CallRunner) -> None:
+    def begin(self, ticket: CallTicket, runner: CallRunner, *,
+              prepare: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Take the call and start it in the background. ``prepare`` (if given) runs first,
+        inside the call: a cold actor that fails to get ready records the call as failed."""
         if self._phase is not ActorPhase.IDLE:
             raise CallHostBusy(f"{self.name} is {self._phase.value}, cannot begin "
                                f"{ticket.call_id}")
@@ -76,10 +79,13 @@ class CallHost:
         self._end = None
         self._ended = asyncio.get_running_loop().create_future()
         self.calls_served += 1
-        self._task = asyncio.create_task(self._run(ticket, runner))
+        self._task = asyncio.create_task(self._run(ticket, runner, prepare))
 
-    async def _run(self, ticket: CallTicket, runner: CallRunner) -> None:
+    async def _run(self, ticket: CallTicket, runner: CallRunner,
+                   prepare: Callable[[], Awaitable[object]] | None) -> None:
         try:
+            if prepare is not None:
+                await prepare()
             record = await runner.run_call(ticket.spec)
         except Exception as e:  # the record must exist whatever the pipeline did
             logger.exception("call failed", extra={"call_id": ticket.call_id})

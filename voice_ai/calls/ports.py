@@ -151,8 +151,10 @@ class CallActorPort(Protocol):
 
 
 class CallActorFactory(Protocol):
-    def create(self) -> CallActorPort:
-        """Start a new call actor (it is not prepared yet)."""
+    def create(self, ticket: CallTicket | None = None) -> CallActorPort:
+        """Start a new call actor (not prepared yet). With ``ticket`` (a cold start) it begins
+        that call by itself as soon as it is ready: nothing is lost if the dispatcher dies
+        while the actor starts."""
         ...
 
     async def existing(self) -> Sequence[CallActorPort]:

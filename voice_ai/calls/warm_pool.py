@@ -7,7 +7,8 @@ Starting a call actor costs ~6 CPU-seconds (imports, VAD, pool connections), so:
   ``max_calls`` (CALL_ACTOR_MAX_CALLS) calls; one whose call failed retires (its state is
   suspect), as does one that finds the pool already full.
 - Refill counts the actors that will come back, but never lets the idle ones fall below
-  half the target (a burst must not find the pool empty).
+  half the target, rounded down (a burst must not find the pool empty; a pool of one keeps
+  no floor, so its actor is reused rather than replaced after every call).
 - Under load (calls in progress) actors are started **one at a time**: a batch of cold starts
   would take the CPU from live calls. Idle, the whole shortfall starts at once.
 """
@@ -82,7 +83,7 @@ class WarmPool:
 
     def to_start(self, *, busy: bool) -> int:
         """How many actors to start now."""
-        floor = (self.target + 1) // 2
+        floor = self.target // 2
         missing = max(self.target - self.idle - self.returning, floor - self.idle)
         missing -= self.starting
         if missing <= 0:

@@ -1,0 +1,158 @@
+"""The soak (issue #14, ``make soak``; not part of ``make test``): calls back to back for a long
+time, and how much memory each call actor grows per 100 calls it serves.
+
+Run: ``.venv/bin/python -m tests.faults.soak [--minutes 30] [--concurrency 2] [--out FILE]``.
+Its own Ray (2 CPUs); the three cloud providers pointed at the simulators at the ``zero``
+profile (the call actor's own code path, not provider latency, is what is soaked); call actors
+are never retired (CALL_ACTOR_MAX_CALLS very high), so each one serves many calls. Every call
+actor's RSS (Ray's GCS actor table gives the pid; /proc gives the RSS) is sampled after each
+call it ends; the growth of an actor is the least-squares slope of RSS against calls served,
+taken after a warm-up (the first 10 calls: caches, lazily imported code), times 100. Target
+(issue #14): under 5 MB per 100 calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import psutil  # noqa: E402
+import ray  # noqa: E402
+
+from actors.names import CALL_ACTOR_PREFIX  # noqa: E402
+from deployments.local import LocalSystem  # noqa: E402
+from tests.faults.suite import SCENARIO, _free_port, _SimulatorThread  # noqa: E402
+from voice_ai.calls.dispatch import StartResult  # noqa: E402
+from voice_ai.config import Settings  # noqa: E402
+from voice_ai.pipeline.admission import Decision  # noqa: E402
+from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
+from voice_ai.pipeline.specs import CallSpec  # noqa: E402
+
+NAMESPACE = "voice_ai_soak"
+WARM_UP_CALLS = 10
+TARGET_MB_PER_100 = 5.0
+
+
+def slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares bytes per call of (calls served, rss bytes)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def _call_actors() -> dict[str, Any]:
+    from ray._private.state import actors  # the GCS actor table; needs no dashboard
+
+    out = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(CALL_ACTOR_PREFIX):
+            handle = ray.get_actor(entry["name"], namespace=NAMESPACE)
+            out[entry["name"]] = (handle, int(actors(handle._actor_id.hex())["Pid"]))
+    return out
+
+
+def run(out: dict[str, Any], root: Path, minutes: float, concurrency: int) -> None:
+    with _SimulatorThread() as sims:
+        settings = Settings(
+            http_port=_free_port(), http_host="127.0.0.1", internal_http_port=_free_port(),
+            data_dir=root / "data", log_dir=root / "logs", db_path=root / "data" / "v.db",
+            recordings_dir=root / "data" / "rec", backup_dir=root / "backups",
+            ray_namespace=NAMESPACE, warm_call_actors=concurrency,
+            max_concurrent_calls=concurrency, call_actor_max_calls=100_000,
+            greeting="Hello, this is Joe.", **sims.settings_overrides())
+        scenario = load_scenario(SCENARIO)
+        with LocalSystem(settings, num_cpus=2) as system:
+            assert system.handles is not None
+            dispatcher = system.handles.dispatcher
+            samples: dict[str, list[tuple[int, int]]] = {}
+            outcomes: dict[str, int] = {}
+            end = time.monotonic() + 60 * minutes
+            pending: dict[Any, str] = {}
+            calls = 0
+            while time.monotonic() < end or pending:
+                while time.monotonic() < end and len(pending) < concurrency:
+                    spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=scenario,
+                                    record_audio=False)
+                    started: StartResult = ray.get(dispatcher.start_call.remote(spec))
+                    if started.decision is Decision.ACCEPTED:
+                        pending[dispatcher.wait_call.remote(spec.call_id)] = spec.call_id
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=5)
+                for ref in done:
+                    pending.pop(ref)
+                    record = ray.get(ref)
+                    calls += 1
+                    outcomes[record.outcome.value] = outcomes.get(record.outcome.value, 0) + 1
+                    _sample(samples)
+            out.update(_summary(samples, calls, outcomes, minutes, concurrency))
+
+
+def _sample(samples: dict[str, list[tuple[int, int]]]) -> None:
+    for name, (handle, pid) in _call_actors().items():
+        try:
+            served = ray.get(handle.info.remote(), timeout=5).calls_served
+            rss = psutil.Process(pid).memory_info().rss
+        except Exception:
+            continue
+        points = samples.setdefault(name, [])
+        if not points or points[-1][0] != served:
+            points.append((served, rss))
+
+
+def _summary(samples: dict[str, list[tuple[int, int]]], calls: int, outcomes: dict[str, int],
+             minutes: float, concurrency: int) -> dict[str, Any]:
+    per_actor = {}
+    for name, points in samples.items():
+        steady = [p for p in points if p[0] > WARM_UP_CALLS]
+        if len(steady) >= 5:
+            per_actor[name] = {
+                "calls": points[-1][0],
+                "rss_mb_first": round(points[0][1] / 2**20, 1),
+                "rss_mb_last": round(points[-1][1] / 2**20, 1),
+                "growth_mb_per_100_calls": round(slope(steady) * 100 / 2**20, 2),
+            }
+    growths = [a["growth_mb_per_100_calls"] for a in per_actor.values()]
+    return {
+        "minutes": minutes, "concurrency": concurrency, "calls": calls, "outcomes": outcomes,
+        "call_actors": per_actor,
+        "growth_mb_per_100_calls_max": max(growths) if growths else None,
+        "growth_mb_per_100_calls_median": statistics.median(growths) if growths else None,
+        "target_mb_per_100_calls": TARGET_MB_PER_100,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="voice-ai-soak-") as tmp:
+        try:
+            run(out, Path(tmp), args.minutes, args.concurrency)
+        except Exception as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+    text = json.dumps(out, indent=2, sort_keys=True)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    growth = out.get("growth_mb_per_100_calls_max")
+    ok = "error" not in out and growth is not None and growth < TARGET_MB_PER_100
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Start-up never waits for ever, and the defaults fit 2 cores (issue #14 item 4).
+
+- An actor the cluster cannot place fails start-up within STARTUP_TIMEOUT_S with one line
+  naming the actor and the resource it waits for (on the session's Ray, in a namespace of its
+  own, removed afterwards).
+- ``voice-ai run --calls 1 --exit`` with all three cloud providers pointed at the simulators and
+  every other setting at its default completes on this 2-core machine (its own Ray, as a user
+  runs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from voice_ai.config import Settings
+from voice_ai.simulators import ProviderSimulators
+
+pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_an_actor_that_cannot_be_placed_fails_start_up_with_one_line(
+        ray_session: None, tmp_path: Path) -> None:
+    from actors.system import PlacementError, ensure_system, teardown_system
+
+    settings = Settings(ray_namespace="voice_ai_placement", data_dir=tmp_path / "data",
+                        log_dir=tmp_path / "logs", db_path=tmp_path / "data" / "v.db",
+                        pool_actor_num_cpus=8.0, startup_timeout_s=3.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(PlacementError) as failed:
+            ensure_system(settings)
+    finally:
+        teardown_system(settings)
+    elapsed = time.monotonic() - started
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith("start-up failed: actor ") and "not placed within 3 s" in message
+    assert "-0 not placed" in message  # names the first pool worker that waits
+    assert "it waits for CPU 8 (cluster 2" in message
+    assert "POOL_ACTOR_NUM_CPUS" in message
+    assert elapsed < 3.0 + 30.0  # the timeout, plus creating the system's other actors
+
+
+@pytest.fixture
+def simulators() -> Iterator[ProviderSimulators]:
+    sims = ProviderSimulators("zero")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(sims.start(), loop).result(30)
+    try:
+        yield sims
+    finally:
+        asyncio.run_coroutine_threadsafe(sims.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def test_voice_ai_run_with_three_cloud_providers_completes_on_two_cores(
+        simulators: ProviderSimulators, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    overrides = simulators.settings_overrides()
+    env.update({k.upper(): str(v) for k, v in overrides.items()})
+    env.update(HTTP_PORT=str(free_port()), INTERNAL_HTTP_PORT=str(free_port()),
+               DATA_DIR=str(tmp_path / "data"), LOG_DIR=str(tmp_path / "logs"),
+               DB_PATH=str(tmp_path / "data" / "voice_ai.db"),
+               RECORDINGS_DIR=str(tmp_path / "data" / "recordings"),
+               BACKUP_DIR=str(tmp_path / "backups"))
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.cli", "run", "--calls", "1", "--exit",
+         "--scenario", str(ROOT / "scenarios" / "opening_hours.yaml")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "pools ready in" in output
+    assert "completed: 1 turns" in output, output[-3000:]
+    assert time.monotonic() - started < 420
