@@ -24,9 +24,11 @@ from livekit.plugins import cartesia, deepgram, openai  # register on the main t
 
 from voice_ai.simulators import (
     Fault,
+    LatencyProfile,
     ProviderSimulators,
     ScriptedReply,
     ToolCall,
+    named_profile,
     tone_pcm16,
 )
 from voice_ai.simulators.transcript import ScriptedLine
@@ -162,6 +164,21 @@ async def test_a_known_line_is_recognised_and_split_at_its_comma(
     assert finals == ["Hi,", "what are your opening hours on Friday?"]
     assert sims.deepgram.lines_recognised == 1
     assert list(sims.deepgram.transcripts) == ["not this one"]
+
+
+def test_seeded_jitter_repeats_and_stays_in_its_band() -> None:
+    def draws(seed: int) -> list[float]:
+        profile = named_profile("realistic", seed)
+        return [profile.deepgram.first_delay_s() for _ in range(50)]
+
+    assert draws(4) == draws(4) and draws(4) != draws(5)
+    assert all(0.27 <= d <= 0.33 for d in draws(4))
+    openai_timing = named_profile("realistic").openai
+    assert {openai_timing.chunk_delay_s() for _ in range(5)} == {0.02}  # a token every 20 ms
+    with pytest.raises(ValueError, match="jitter must not exceed"):
+        LatencyProfile(ttfb_s=0.01, jitter_s=0.05)
+    with pytest.raises(ValueError, match="arguments are not JSON"):
+        ToolCall("book", "{day: Tuesday}")
 
 
 def test_scripted_line_releases_words_with_the_audio() -> None:
