@@ -34,6 +34,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from actors.system_env import SYSTEM_RUNTIME_ENV
 from voice_ai.config import Settings
+from voice_ai.observability.scrub import Scrubber, scrub_record
 from voice_ai.records import CallRecord
 from voice_ai.store import StoreUnavailableError
 from voice_ai.store.appointments import Appointment, AppointmentWriter
@@ -44,7 +45,7 @@ from voice_ai.store.spool import RecordSpool
 from voice_ai.store.writer import StoreWriterCore
 
 __all__ = ["WRITER_NAME", "StoreClient", "StoreWriter", "durable_records",
-           "ensure_store_writer", "spool_dir"]
+           "ensure_store_writer", "secrets_of", "spool_dir"]
 
 WRITER_NAME = "store_writer"
 HEAD_NODE_RESOURCE = "node:__internal_head__"  # ray._common.constants.HEAD_NODE_RESOURCE_NAME
@@ -56,8 +57,11 @@ _RETRYABLE = (ActorDiedError, ActorUnavailableError, RayActorError, ValueError)
 class StoreWriter:
     """Ray shell around ``StoreWriterCore``; a sync actor, so writes run one at a time."""
 
-    def __init__(self, db_path: str, store_transcripts: bool) -> None:
-        self._core = StoreWriterCore(Path(db_path), store_transcripts=store_transcripts)
+    def __init__(self, db_path: str, store_transcripts: bool,
+                 secrets: tuple[str, ...] = ()) -> None:
+        # everything written is scrubbed like the logs, the configured keys included
+        self._core = StoreWriterCore(Path(db_path), store_transcripts=store_transcripts,
+                                     scrub=Scrubber(secrets))
         self._appointments = AppointmentWriter(Path(db_path))
 
     def write_call(self, record: CallRecord) -> WriteOutcome:
@@ -108,8 +112,16 @@ def ensure_store_writer(
     if namespace is not None:
         options["namespace"] = namespace
     handle: ActorHandle[StoreWriter] = StoreWriter.options(  # type: ignore[attr-defined]
-        **options).remote(str(settings.db_path.resolve()), settings.store_transcripts)
+        **options).remote(str(settings.db_path.resolve()), settings.store_transcripts,
+                          tuple(secrets_of(settings)))
     return handle
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The configured keys: redacted wherever they could be written (logs, store, spool)."""
+    keys = (settings.deepgram_api_key, settings.openai_api_key, settings.cartesia_api_key,
+            settings.livekit_api_secret, settings.calls_api_token)
+    return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
 
 class StoreWriteError(StoreError):
@@ -266,6 +278,8 @@ def durable_records(settings: Settings, node_id: str, *,
     then this node's spool."""
     client = StoreClient(namespace=settings.ray_namespace,
                          deadline_s=2 * settings.actor_reply_timeout_s)
+    scrubber = Scrubber(secrets_of(settings))
     return DurableRecords(_StorePort(client), RecordSpool(spool_dir(settings), node_id[:12]),
                           attempts=settings.store_write_attempts,
-                          budget_s=settings.store_retry_budget_s, observer=observer)
+                          budget_s=settings.store_retry_budget_s, observer=observer,
+                          scrub=lambda r: scrub_record(r, scrubber))

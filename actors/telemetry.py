@@ -20,7 +20,7 @@ import ray
 from actors.hub_client import RayTelemetry
 from actors.names import BREAKER_REGISTRY, DISPATCHER
 from actors.pool_layout import needs_breakers, pool_layout
-from actors.store_writer import StoreClient, durable_records
+from actors.store_writer import StoreClient, durable_records, secrets_of
 from voice_ai.calls.ports import ProcessStats
 from voice_ai.config import Settings
 from voice_ai.observability.hub import (
@@ -39,12 +39,6 @@ __all__ = ["RayTelemetry", "TelemetryHub", "secrets_of"]
 logger = logging.getLogger("voice_ai.telemetry")
 POLL_INTERVAL_S = 2.0
 REPORT_INTERVAL_S = 30.0  # THROUGHPUT: and memory_usage lines
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    keys = (settings.deepgram_api_key, settings.openai_api_key, settings.cartesia_api_key,
-            settings.livekit_api_secret, settings.calls_api_token)
-    return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1)

@@ -75,6 +75,9 @@ class LocalSystem:
                                       "port": self.settings.http_port})
             serve.run(bind_gateway(self.settings), name=self.app_name,
                       route_prefix=self._route_prefix, blocking=False)
+        from deployments.talk_routes import talk_url
+
+        c.print(f"talk to the agent in a browser: {talk_url(self.settings)}")
 
     def stop(self) -> None:
         if not ray.is_initialized():

@@ -1,5 +1,5 @@
 """Operator commands against a running cluster (docs/RUNBOOK.md): ``voice-ai pool status``,
-``voice-ai pool restart STAGE``, ``voice-ai call test``.
+``voice-ai pool restart STAGE``, ``voice-ai call test``, ``voice-ai store stop``.
 
 They attach to the cluster of ``RAY_ADDRESS`` (or the one started on this machine by
 ``ray start``), never start a new one, and only use the system's named actors.
@@ -7,6 +7,7 @@ They attach to the cluster of ``RAY_ADDRESS`` (or the one started on this machin
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,8 +24,10 @@ from voice_ai.cli.app import app, fail
 pool_app = typer.Typer(help="Provider pools (STT/LLM/TTS workers) of the running cluster.",
                        no_args_is_help=True)
 call_app = typer.Typer(help="Calls on the running cluster.", no_args_is_help=True)
+store_app = typer.Typer(help="The store writer of the running cluster.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 app.add_typer(call_app, name="call")
+app.add_typer(store_app, name="store")
 console = Console()
 STAGES = ("stt", "llm", "tts")
 
@@ -176,3 +179,36 @@ def call_test(
                       f"{t.e2e_s if t.e2e_s is None else round(t.e2e_s, 2)}s)")
     if result.outcome.value != "completed":
         raise fail(f"call {result.call_id} {result.outcome.value}: {result.error}")
+
+
+@store_app.command("stop")
+def store_stop(
+    timeout_s: Annotated[float, typer.Option(help="Wait this long for it to let go.")] = 30.0,
+) -> None:
+    """Stop the store writer (before `voice-ai restore`). Records of calls that end meanwhile
+    wait in the spool; `serve deploy` (or `voice-ai run`) starts the writer again."""
+    import ray
+
+    from actors.store_writer import WRITER_NAME
+    from voice_ai.store.call_store import exclusive_store_lock
+    from voice_ai.store.errors import WriterRunningError
+
+    settings = _settings()
+    with _attached():
+        try:
+            writer = ray.get_actor(WRITER_NAME, namespace=_namespace(settings))
+        except ValueError:
+            console.print("the store writer is not running")
+            return
+        ray.kill(writer, no_restart=True)
+    deadline = time.time() + timeout_s
+    while True:  # its process lets go of the database when it exits
+        try:
+            os.close(exclusive_store_lock(settings.db_path.resolve()))
+            break
+        except WriterRunningError:
+            if time.time() > deadline:
+                raise fail(f"the store writer still holds {settings.db_path} after "
+                           f"{timeout_s:.0f} s") from None
+            time.sleep(0.2)
+    console.print(f"store writer stopped; {settings.db_path} is free for `voice-ai restore`")

@@ -231,3 +231,23 @@ def test_spool_round_trip_and_partial_replay(tmp_path: Path) -> None:
 
 def _spooled(spool: RecordSpool) -> list[CallRecord]:
     return [record_from_json(ln) for ln in spool.path.read_text().splitlines() if ln]
+
+
+async def test_a_spooled_record_is_scrubbed_like_the_store(tmp_path: Path) -> None:
+    from voice_ai.observability.scrub import Scrubber, scrub_record
+
+    class Refusing:
+        async def write_call(self, record: CallRecord) -> WriteOutcome:
+            return WriteOutcome.failed(StoreProblem.DISK_FULL, "database or disk is full")
+
+    scrubber = Scrubber(["sk-test-secret-0123456789"])
+    waits = Waits()
+    records = DurableRecords(Refusing(), RecordSpool(tmp_path, "n1"), attempts=1,
+                             sleep=waits.sleep, clock=waits.clock,
+                             scrub=lambda r: scrub_record(r, scrubber))
+    leaky = CallRecord(**{**{f: getattr(make_call("c1"), f) for f in CallRecord.__slots__},
+                          "error": "openai said sk-test-secret-0123456789 for +15550100067"})
+    assert await records.store(leaky) is Durability.SPOOLED
+    text = records.spool.path.read_text()
+    assert "sk-test-secret-0123456789" not in text and "+15550100067" not in text
+    assert _spooled(records.spool)[0].call_id == "c1"

@@ -46,6 +46,7 @@ class DurableRecords:
     def __init__(self, writer: StoreWriterPort, spool: RecordSpool, *, attempts: int = 4,
                  budget_s: float = 30.0, backoff_s: float = 0.25, backoff_max_s: float = 4.0,
                  observer: SpoolObserver | None = None,
+                 scrub: Callable[[CallRecord], CallRecord] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if attempts < 1 or budget_s <= 0:
@@ -57,6 +58,7 @@ class DurableRecords:
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
         self._observer = observer
+        self._scrub = scrub  # a spooled record is data at rest too: scrubbed like the store's
         self._sleep = sleep
         self._clock = clock
         self._backlog: list[CallRecord] = []
@@ -119,6 +121,8 @@ class DurableRecords:
             self.replay_in_background()
 
     def _spool(self, record: CallRecord, problem: StoreProblem) -> None:
+        if self._scrub is not None:
+            record = self._scrub(record)
         try:
             pending = self.spool.append(record)
         except OSError as e:

@@ -28,11 +28,12 @@ WRITER_BUSY_TIMEOUT_MS = 2_000
 
 class StoreWriterCore:
     def __init__(self, db_path: Path, *, store_transcripts: bool = False,
+                 scrub: Callable[[str], str] | None = None,
                  opener: Callable[[Path, bool], CallStore] | None = None) -> None:
         self.db_path = db_path
         self._store_transcripts = store_transcripts
         self._opener = opener or (lambda p, t: CallStore(
-            p, store_transcripts=t, busy_timeout_ms=WRITER_BUSY_TIMEOUT_MS))
+            p, store_transcripts=t, busy_timeout_ms=WRITER_BUSY_TIMEOUT_MS, scrub=scrub))
         self._store: CallStore | None = None
         self.failures: dict[StoreProblem, int] = {}
 
