@@ -22,6 +22,7 @@ import ray
 
 from actors.appointments_client import AppointmentsClient
 from actors.breaker_registry import RayBoard
+from actors.caller_actor import RayCallerLines
 from actors.hub_client import RayTelemetry
 from actors.names import BREAKER_REGISTRY
 from actors.pool_client import RayPoolPort
@@ -92,7 +93,8 @@ class CallActor:
             self._runtime = CallRuntime(
                 receptionist_settings(s, profile), connect, board, vad_loader=load_vad,
                 node_id=self._node_id, agent_factory=receptionist_factory(
-                    profile, AppointmentsClient(namespace=ns)))
+                    profile, AppointmentsClient(namespace=ns)),
+                caller_lines=RayCallerLines(s))  # simulated callers live on caller hosts
         info = await self._runtime.prepare()
         return {"node_id": self._node_id, "pid": os.getpid(),
                 "prepare_s": time.perf_counter() - started, "placement": info.placement}

@@ -16,3 +16,4 @@ BREAKER_REGISTRY = "breaker_registry"
 STORE_WRITER = "store_writer"
 CALL_ACTOR_PREFIX = "callactor-"  # call actors are detached and named, so a restarted
 # dispatcher finds them (``callactor-<12 hex>``)
+CALLER_HOST_PREFIX = "caller-host-"  # simulated callers' hosts (``caller-host-<i>``)

@@ -1,5 +1,5 @@
 """Start (or find) the system's long-lived actors: telemetry hub, store writer, breaker
-registry, provider pools, dispatcher.
+registry, provider pools, the simulated callers' hosts, dispatcher.
 
 Every actor is named in one namespace and created with ``get_if_exists``, so the CLI, the Serve
 app builder and the tests can all call ``ensure_system`` and share one set. They are detached:
@@ -22,6 +22,7 @@ import ray
 from ray.actor import ActorHandle
 
 from actors.breaker_registry import ensure_breaker_registry
+from actors.caller_actor import caller_host_name, start_caller_hosts
 from actors.dispatcher import Dispatcher
 from actors.names import DISPATCHER, TELEMETRY
 from actors.pool_layout import PoolSpec, needs_breakers, pool_layout
@@ -111,6 +112,9 @@ def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
             asks = {"CPU": pool_cpus(settings, pool), **({"GPU": gpus} if gpus else {})}
             waiting += [_Waiting(name, w.info.remote(), asks)
                         for name, w in zip(pool.names, workers[pool.label], strict=True)]
+    # simulated callers' hosts (the Piper pool is their voice): outside every call actor
+    waiting += [_Waiting(caller_host_name(i), h.status.remote(), {})
+                for i, h in enumerate(start_caller_hosts(settings))]
     wait_placed(waiting, settings.startup_timeout_s)
     dispatcher = _named(Dispatcher, DISPATCHER, ns, num_cpus=0, resources=head,
                         max_concurrency=1000, runtime_env=SYSTEM_RUNTIME_ENV).remote(settings)

@@ -214,6 +214,16 @@ class Settings(BaseSettings):
     answered is abandoned: the call ends as failed and frees its admission slot."""
     store_transcripts: bool = False
     """Keep turn transcripts in the store. Off by default: callers' words are personal data."""
+    caller_hosts: int = Field(1, ge=1, le=64)
+    """Simulated callers run outside the call actors, in this many caller host actors
+    (``actors/caller_actor.py``); a call reaches its caller over a line
+    (``voice_ai/pipeline/line.py``). One host paces dozens of callers."""
+    caller_line_host: str = "127.0.0.1"
+    """Where caller hosts listen for call legs. Loopback keeps test callers off the network;
+    on a multi-machine cluster running simulated calls, a node address (or 0.0.0.0)."""
+    caller_orphan_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    """A simulated caller whose call has had no leg for this long (its call actor died and no
+    new one reconnected) hangs up."""
 
     # --- LiveKit and the calls API ------------------------------------------------------------
     livekit_url: str | None = None

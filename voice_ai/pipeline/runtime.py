@@ -26,11 +26,12 @@ import aiohttp
 from livekit.agents import llm, stt, tts, vad
 
 from voice_ai.config import Settings
+from voice_ai.pipeline.line import CallerLines, LineTransport
 from voice_ai.pipeline.session import AgentFactory, CallProviders, CallSession, receptionist
 from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
-from voice_ai.pipeline.transports import build_transport
+from voice_ai.pipeline.transports import build_transport, caller_order
 from voice_ai.providers.factory import build_provider, is_local
 from voice_ai.providers.pool import ProviderPool
 from voice_ai.providers.pooled import PooledLLM, PooledSTT, PooledTTS
@@ -119,10 +120,12 @@ async def build_call_providers(
 class CallRuntime:
     def __init__(self, settings: Settings, connect_pool: PoolConnector,
                  board: ProviderBoard | None, *, vad_loader: Callable[[Settings], vad.VAD],
-                 node_id: str = "", agent_factory: AgentFactory = receptionist) -> None:
+                 node_id: str = "", agent_factory: AgentFactory = receptionist,
+                 caller_lines: CallerLines | None = None) -> None:
         self.settings = settings
         self.node_id = node_id
         self.agent_factory = agent_factory
+        self._lines = caller_lines
         self._connect_pool = connect_pool
         self._board = board
         self._vad_loader = vad_loader
@@ -151,7 +154,14 @@ class CallRuntime:
         return PrepareInfo(stt=s.stt_provider, llm=s.llm_provider, tts=s.tts_provider,
                            placement=s.cloud_placement, turn_detection=p.turn_detection)
 
-    def transport_for(self, spec: CallSpec) -> CallTransport:
+    async def transport_for(self, spec: CallSpec) -> CallTransport:
+        """A simulated caller is dialled on its caller host when this runtime has
+        ``caller_lines`` (call actors: the caller then lives outside this process, as a phone
+        caller does; dialling the same call id again reaches the same caller); otherwise it
+        runs here (tests, no-Ray paths)."""
+        order = caller_order(spec, self.settings)
+        if order is not None and self._lines is not None:
+            return build_transport(spec, self.settings, line=await self._lines.dial(order))
         return build_transport(spec, self.settings, caller_voice=self._caller_voice)
 
     async def run_call(self, spec: CallSpec, *, transport: CallTransport | None = None,
@@ -164,12 +174,14 @@ class CallRuntime:
         session = CallSession(self.settings, self._providers, call_id=spec.call_id,
                               node_id=self.node_id, on_turn=on_turn, on_listening=on_listening,
                               agent_factory=self.agent_factory)
-        transport = transport or self.transport_for(spec)
+        transport = transport or await self.transport_for(spec)
         record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm)
         if isinstance(transport, SimulatedCaller) and transport.recorder is not None:
             path = self.settings.recordings_dir / f"{spec.call_id}.wav"
             transport.recorder.save(path)
             record = dataclasses.replace(record, recording_path=str(path))
+        elif isinstance(transport, LineTransport) and transport.recording_path:
+            record = dataclasses.replace(record, recording_path=transport.recording_path)
         return record
 
     async def aclose(self) -> None:

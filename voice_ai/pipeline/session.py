@@ -31,6 +31,7 @@ from livekit.agents.llm import ChatMessage
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from voice_ai.config import Settings
+from voice_ai.pipeline.line import LineTransport
 from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
 from voice_ai.records import CallRecord, EndReason, TurnTimings
@@ -241,7 +242,8 @@ class CallSession:
             await self._close(session, transport)
             for provider in served_by:
                 provider.off(SERVED, builder.on_served)
-        unanswered = transport.unanswered if isinstance(transport, SimulatedCaller) else []
+        unanswered = (transport.unanswered
+                      if isinstance(transport, SimulatedCaller | LineTransport) else [])
         if unanswered and end_reason is EndReason.CALLER_HANGUP:
             end_reason = EndReason.ERROR
             error = f"agent did not answer caller turn(s) {unanswered}"

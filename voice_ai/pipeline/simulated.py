@@ -24,7 +24,7 @@ from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
 from voice_ai.records import CallDirection, EndReason
 
-__all__ = ["CALLER_SAMPLE_RATE", "CallerVoice", "SimulatedCaller"]
+__all__ = ["CALLER_SAMPLE_RATE", "CallerVoice", "PhoneAudioOutput", "SimulatedCaller"]
 
 CALLER_SAMPLE_RATE = 16_000
 FRAME_S = 0.02
@@ -69,6 +69,12 @@ class _CallerAudioInput(AudioInput):
         self._closed = True
 
     async def __anext__(self) -> rtc.AudioFrame:
+        data = await self.next_pcm()
+        return rtc.AudioFrame(data, CALLER_SAMPLE_RATE, 1, _SAMPLES_PER_FRAME)
+
+    async def next_pcm(self) -> bytes:
+        """The next 20 ms of the caller's line (PCM16, 16 kHz), when it is due; a line
+        (``voice_ai.pipeline.line``) sends these bytes as they are."""
         if self._closed:
             raise StopAsyncIteration
         now = self._clock()
@@ -86,17 +92,20 @@ class _CallerAudioInput(AudioInput):
             data = self._silence
         if self._recorder is not None:
             self._recorder.add_caller(data, at=at)
-        return rtc.AudioFrame(data, CALLER_SAMPLE_RATE, 1, _SAMPLES_PER_FRAME)
+        return data
 
 
-class _AgentAudioOutput(AudioOutput):
+class PhoneAudioOutput(AudioOutput):
     """Plays the agent's audio into a recorder as if through a phone: in real time.
 
     Frames arrive faster than real time; the playout clock decides when each would be heard,
-    which is what the caller (and the response-latency measurement) experiences.
+    which is what the caller (and the response-latency measurement) experiences. The call side
+    of a line (``voice_ai.pipeline.line``) keeps the same clock for the session's playback
+    events, with no recorder.
     """
 
-    def __init__(self, recorder: ConversationRecorder | None, clock: Callable[[], float]) -> None:
+    def __init__(self, recorder: ConversationRecorder | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__(label="simulated-phone", capabilities=AudioOutputCapabilities(pause=False))
         self._recorder = recorder
         self._clock = clock
@@ -179,7 +188,7 @@ class SimulatedCaller(CallTransport):
         self._clock = clock
         self.recorder = recorder
         self._input = _CallerAudioInput(recorder, clock)
-        self._output = _AgentAudioOutput(recorder, clock)
+        self._output = PhoneAudioOutput(recorder, clock)
         self._lines: list[list[bytes]] = []
         self._marks: list[tuple[float, str]] = []
         self._script: asyncio.Task[EndReason] | None = None
@@ -205,6 +214,16 @@ class SimulatedCaller(CallTransport):
         if self.recorder is not None:
             self.recorder.start(at=self._clock())
         self._script = asyncio.create_task(self._run_script(), name="simulated-caller-script")
+
+    async def next_caller_pcm(self) -> bytes:
+        """The caller's next 20 ms (PCM16, 16 kHz) when it is due, for a line that carries it
+        to a call in another process (``voice_ai.pipeline.line``)."""
+        return await self._input.next_pcm()
+
+    @property
+    def marks_version(self) -> tuple[int, int]:
+        """Changes whenever ``speech_marks()`` may have: lines spoken, agent replies heard."""
+        return len(self._marks), len(self._output.segment_starts)
 
     async def _speech_frames(self, text: str) -> list[bytes]:
         voice = self._voice

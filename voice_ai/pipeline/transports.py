@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import tts
 
 from voice_ai.config import Settings
+from voice_ai.pipeline.line import CallerOrder, LineAddress, LineTransport
 from voice_ai.pipeline.recorder import ConversationRecorder
 from voice_ai.pipeline.scenario import load_scenario
 from voice_ai.pipeline.simulated import CallerVoice, SimulatedCaller
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from voice_ai.webrtc.signalling import SdpAnswer
     from voice_ai.webrtc.transport import WebRtcTransport
 
-__all__ = ["SIMULATED_ROOM_SCHEME", "answer_offer", "build_transport", "is_simulated_room"]
+__all__ = ["SIMULATED_ROOM_SCHEME", "answer_offer", "build_transport", "caller_order",
+           "is_simulated_room"]
 
 # LIVEKIT_URL=sim://scenarios/x.yaml: rooms are answered by the simulated caller speaking that
 # scenario. The whole inbound path (signed webhook, dispatcher, warm call actor, session) runs
@@ -32,15 +34,34 @@ def is_simulated_room(settings: Settings) -> bool:
 
 
 def build_transport(
-    spec: CallSpec, settings: Settings, *, caller_voice: CallerVoice | tts.TTS[Any] | None = None
+    spec: CallSpec, settings: Settings, *, caller_voice: CallerVoice | tts.TTS[Any] | None = None,
+    line: LineAddress | None = None,
 ) -> CallTransport:
-    """A simulated caller speaks with ``caller_voice`` (Piper, whatever the agent's TTS is, so
-    that STT hears real speech); a room spec joins LiveKit; an offer spec is a browser call
-    (answer it with ``answer_offer`` instead). Every transport gets a watchdog
-    (CALL_SILENCE_TIMEOUT_S, MAX_CALL_DURATION_S)."""
-    transport = _transport_for(spec, settings, caller_voice)
+    """A simulated caller on a ``line`` (its caller host dialled it: ``caller_order``) is
+    reached over that line; without one it runs here and speaks with ``caller_voice`` (Piper,
+    whatever the agent's TTS is, so that STT hears real speech); a room spec joins LiveKit; an
+    offer spec is a browser call (answer it with ``answer_offer`` instead). Every transport
+    gets a watchdog (CALL_SILENCE_TIMEOUT_S, MAX_CALL_DURATION_S)."""
+    transport = (LineTransport(line) if line is not None
+                 else _transport_for(spec, settings, caller_voice))
     transport.watchdog = CallWatchdog(WatchdogLimits.from_settings(settings))
     return transport
+
+
+def caller_order(spec: CallSpec, settings: Settings) -> CallerOrder | None:
+    """What a caller host needs to place this call's simulated caller (a scenario spec, or a
+    room of a ``sim://`` LiveKit URL); ``None`` for a real caller (LiveKit, browser)."""
+    if spec.webrtc_offer is not None:
+        return None
+    if spec.scenario is not None:
+        return CallerOrder(spec.call_id, spec.scenario, record_audio=spec.record_audio)
+    if not is_simulated_room(settings):
+        return None
+    assert settings.livekit_url is not None
+    scenario = load_scenario(settings.livekit_url.removeprefix(SIMULATED_ROOM_SCHEME))
+    direction = CallDirection.OUTBOUND if spec.outbound else CallDirection.INBOUND
+    return CallerOrder(spec.call_id, scenario, record_audio=spec.record_audio,
+                       direction=direction, caller_masked=spec.caller_masked)
 
 
 async def answer_offer(
