@@ -45,7 +45,8 @@ from voice_ai.records import CallRecord, EndReason
 from voice_ai.store.outcome import WriteOutcome
 from voice_ai.webrtc.signalling import OfferResult, SdpAnswer
 
-__all__ = ["Dispatcher", "RayCallActor", "RayCallActors", "new_call_id"]
+__all__ = ["CALL_SLOT", "Dispatcher", "RayCallActor", "RayCallActors", "call_actor_resources",
+           "new_call_id"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
 
@@ -119,6 +120,16 @@ class Dispatcher:
 
 def new_call_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+CALL_SLOT = "call_slot"
+"""The custom resource a call actor holds (CALL_ACTOR_SLOTS of it): CPU node types declare
+how many calls they carry (cluster.aws.yaml), so demand for calls is what the autoscaler
+sees and scales on."""
+
+
+def call_actor_resources(settings: Settings) -> dict[str, float]:
+    return {CALL_SLOT: settings.call_actor_slots} if settings.call_actor_slots > 0 else {}
 
 
 async def _import_call_actor_class() -> None:
@@ -195,7 +206,9 @@ class RayCallActors:
         handle = CallActor.options(  # type: ignore[attr-defined]
             name=name, namespace=s.ray_namespace, lifetime="detached",
             num_cpus=s.call_actor_num_cpus, memory=s.call_actor_memory_mb * 1024 * 1024,
-            scheduling_strategy="SPREAD", runtime_env=CALL_ACTOR_RUNTIME_ENV,
+            resources=call_actor_resources(s),
+            scheduling_strategy="SPREAD" if s.call_actor_placement == "spread" else "DEFAULT",
+            runtime_env=CALL_ACTOR_RUNTIME_ENV,
         ).remote(s, name, ticket)
         return RayCallActor(handle, name)
 

@@ -174,6 +174,20 @@ class Settings(BaseSettings):
     processing: with 10 calls on 2 cores and Deepgram down, whisper's queue halved."""
     call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
     call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
+    call_actor_slots: float = Field(0.0, ge=0.0, le=64.0)
+    """Units of the custom Ray resource ``call_slot`` each call actor (warm or in a call) asks
+    for. 0: none (one machine, or nodes that declare no ``call_slot``). On an autoscaling
+    cluster whose CPU node type declares ``call_slot`` (cluster.aws.yaml, sized from the
+    measured calls per core: docs/capacity.md) set 1: calls beyond the running nodes' slots
+    wait for a node the autoscaler launches for them."""
+    call_actor_placement: Literal["spread", "pack"] = "spread"
+    """Where Ray puts new call actors: ``spread`` over the nodes (a lost node loses fewer
+    calls), or ``pack`` (Ray's default: the local and fuller nodes first), with which the
+    nodes a burst brought up empty again and the autoscaler can remove them."""
+    warm_spare_max_idle_s: float = Field(0.0, ge=0.0, le=86_400.0)
+    """A warm call actor idle this long is replaced (0: never). With ``pack`` placement its
+    replacement lands on a fuller node, so idle spares do not keep a burst's node alive past
+    the autoscaler's idle timeout (set it well below ``idle_timeout_minutes``)."""
     pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
     cloud_pool_actor_num_cpus: float = Field(0.1, ge=0.0, le=64.0)
     """CPU a pool worker of a cloud provider (Deepgram, OpenAI, Cartesia) asks Ray for: it only
@@ -224,19 +238,6 @@ class Settings(BaseSettings):
     caller_orphan_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
     """A simulated caller whose call has had no leg for this long (its call actor died and no
     new one reconnected) hangs up."""
-
-    # --- a call outlives its call actor (docs/resilience.md, "Resume") ----------------------
-    resume_calls: bool = True
-    """When a call actor dies mid-call (process killed, node lost, out of memory), carry the
-    call on in a new call actor from its last checkpoint; off: the call ends as node_lost."""
-    resume_deadline_s: float = Field(10.0, gt=0.0, le=300.0)
-    """A lost call not listening again on a new call actor this long after the loss was
-    noticed ends as failed (node_lost, the error says it was not resumed in time)."""
-    resume_max_times: int = Field(3, ge=1, le=100)
-    """Times one call may be carried on by a new call actor (lost or handed over)."""
-    checkpoint_max_bytes: int = Field(65_536, ge=4_096, le=4_194_304)
-    """A call's checkpoint (chat context, turns) is kept under this size: older text is
-    shortened, then the oldest items dropped."""
 
     # --- LiveKit and the calls API ------------------------------------------------------------
     livekit_url: str | None = None

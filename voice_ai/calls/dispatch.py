@@ -78,6 +78,7 @@ class DispatchPolicy:
     refill_attempts: int = 3  # failed rounds in a row before refill waits for the next kick
     keep_finished: int = 1000  # finished calls whose record ``wait_call`` can still return
     recovery_lookback_s: float = 1320.0  # admissions this old are looked for at recovery
+    spare_max_idle_s: float = 0.0  # idle spares older than this are replaced (0: never)
 
     @classmethod
     def from_settings(cls, s: Settings) -> DispatchPolicy:
@@ -94,6 +95,7 @@ class DispatchPolicy:
             busy_concurrency=s.busy_message_concurrency,
             busy_play_timeout_s=s.busy_message_timeout_s,
             recovery_lookback_s=2 * deadline,
+            spare_max_idle_s=s.warm_spare_max_idle_s,
         )
 
 
@@ -171,6 +173,7 @@ class CallDispatch:
         self._cancelled: dict[str, EndReason] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refill: asyncio.Task[None] | None = None
+        self._rotation: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set once recovery has run (or was not needed)
         self._recovery: RecoveryReport | None = None
         self.actors_started = 0
@@ -345,6 +348,7 @@ class CallDispatch:
             self._pool.lost_back()
             spare.actor.retire()
             return
+        spare.idle_since = self._wall()
         self._pool.put_back(spare)
         self.actors_reused += 1
 
@@ -380,6 +384,23 @@ class CallDispatch:
     def _kick_refill(self) -> None:
         if self._refill is None or self._refill.done():
             self._refill = asyncio.create_task(self._refill_loop())
+        if self.policy.spare_max_idle_s > 0 and self._rotation is None:
+            self._rotation = asyncio.create_task(self._rotate_spares())
+
+    async def _rotate_spares(self) -> None:
+        """Replace spares idle longer than ``spare_max_idle_s``. Their replacements go where
+        the scheduler packs actors now (with CALL_ACTOR_PLACEMENT=pack: the fuller nodes
+        first), so idle spares never keep a node up that a burst brought up: the node
+        empties and the autoscaler removes it."""
+        max_idle = self.policy.spare_max_idle_s
+        while True:
+            await self._sleep(max_idle / 2)
+            stale = self._pool.take_stale(self._wall() - max_idle)
+            for spare in stale:
+                logger.info("idle call actor replaced", extra={"actor": spare.actor.name})
+                spare.actor.retire()
+            if stale:
+                self._kick_refill()
 
     async def _refill_loop(self) -> None:
         backoff, failed_rounds = self.policy.refill_backoff_s, 0
@@ -411,7 +432,7 @@ class CallDispatch:
             return False
         finally:
             self._pool.starting -= 1
-        self._pool.add(Spare(actor, info.node_id, info.calls_served))
+        self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
         return True
 
     # --- after a restart -------------------------------------------------------------------
@@ -480,7 +501,7 @@ class CallDispatch:
 
     def _adopt(self, actor: CallActorPort, info: ActorInfo) -> str:
         if info.phase is ActorPhase.IDLE:
-            self._pool.add(Spare(actor, info.node_id, info.calls_served))
+            self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
             return "idle"
         if info.phase is ActorPhase.BUSY and info.ticket is not None:
             if info.ticket.call_id not in self._calls:
@@ -554,7 +575,8 @@ class CallDispatch:
 
     async def close(self) -> None:
         """Stop supervising (the call actors carry on: a new dispatcher adopts them)."""
-        tasks = [*self._tasks, *([self._refill] if self._refill else []), *self._busy.workers]
+        tasks = [*self._tasks, *([self._refill] if self._refill else []),
+                 *([self._rotation] if self._rotation else []), *self._busy.workers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -30,6 +30,7 @@ class Spare:
     actor: CallActorPort
     node_id: str
     calls: int = 0
+    idle_since: float = 0.0  # wall clock when it last went idle (``take_stale``)
 
 
 class WarmPool:
@@ -80,6 +81,14 @@ class WarmPool:
     def lost_back(self) -> None:
         """An actor promised back could not be reset; it retires instead."""
         self.returning -= 1
+
+    def take_stale(self, idle_before: float) -> list[Spare]:
+        """Remove and return the spares idle since before ``idle_before`` (to be retired and
+        replaced: a replacement goes where the scheduler packs actors now, so spares do not
+        hold a node that a burst brought up and that the autoscaler could remove)."""
+        stale = [s for s in self._idle if s.idle_since < idle_before]
+        self._idle = deque(s for s in self._idle if s.idle_since >= idle_before)
+        return stale
 
     def to_start(self, *, busy: bool) -> int:
         """How many actors to start now."""
