@@ -53,6 +53,7 @@ class BrowserPeer:
         self.channel = self.pc.createDataChannel("events")
         self.messages: list[dict[str, Any]] = []
         self.loud_at: list[float] = []  # wall time of each agent frame above -40 dBFS
+        self.loud_s = 0.0  # how much agent audio above -40 dBFS arrived, in seconds
         self._listener: asyncio.Task[None] | None = None
         self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
         self.pc.on("track", self._on_track)
@@ -67,6 +68,7 @@ class BrowserPeer:
                 assert isinstance(frame, av.AudioFrame)
                 if rms_dbfs(frame.to_ndarray().tobytes()) > -40:
                     self.loud_at.append(time.time())
+                    self.loud_s += frame.samples / frame.sample_rate
         except MediaStreamError:
             pass
 
