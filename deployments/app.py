@@ -27,6 +27,7 @@ from deployments.health import ClusterHealth
 from deployments.internal_face import ensure_internal_face
 from deployments.public_face import build_public_api
 from deployments.ray_dispatch import RayCallDispatcher
+from deployments.talk_routes import RayTalkCalls, build_talk_router
 from deployments.telephony_routes import TelephonyPorts
 from voice_ai.config import Settings, load_settings
 from voice_ai.telephony.credentials import open_livekit_api
@@ -64,6 +65,9 @@ class VoiceGateway:
             rejections=HubWebhookRejections(ray.get_actor(TELEMETRY, namespace=ns)),
         )
         self._app = build_public_api(settings, ports, ClusterHealth(settings))
+        # the browser call page: /talk (and / -> /talk), POST /talk/offer (docs/webrtc.md)
+        self._app.include_router(build_talk_router(
+            settings, RayTalkCalls(ray.get_actor(DISPATCHER, namespace=ns))))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app

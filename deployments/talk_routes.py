@@ -24,7 +24,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from ray.exceptions import RayActorError
 
+from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.telephony.dispatch import DispatcherUnavailable
@@ -101,12 +103,23 @@ def _render(result: OfferResult, settings: Settings) -> JSONResponse:
 
 
 class RayTalkCalls:
-    """``TalkCallPort`` on the cluster's dispatcher actor (its ``offer_call(spec)``)."""
+    """``TalkCallPort`` on the cluster's dispatcher actor (its ``offer_call(spec)``).
 
-    def __init__(self, dispatcher: Any) -> None:
+    Not retried through a dispatcher restart, unlike webhooks: the offer may already have been
+    admitted and answered, and a second answer would leave the first call to time out. The page
+    gets 503 and asks the person to call again."""
+
+    def __init__(self, dispatcher: Any, *, deadline_s: float = 10.0) -> None:
         self._dispatcher = dispatcher
+        self._deadline_s = deadline_s
 
     async def offer_call(self, offer: SdpOffer) -> OfferResult:
         spec = CallSpec(call_id=uuid.uuid4().hex[:16], webrtc_offer=offer, caller_masked="browser")
-        result: OfferResult = await self._dispatcher.offer_call.remote(spec)
+        try:
+            result: OfferResult = await within(self._dispatcher.offer_call.remote(spec),
+                                               self._deadline_s, "the call dispatcher")
+        except (RayActorError, TimeoutError) as e:
+            raise DispatcherUnavailable(
+                f"the call dispatcher did not answer the offer ({type(e).__name__}); "
+                "call again") from None
         return result

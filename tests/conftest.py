@@ -67,6 +67,7 @@ def system_settings(tmp_path_factory: pytest.TempPathFactory):
         outbound_allowed_prefixes="+1555",  # the tests' fictional numbers
         # the internal face (/metrics, /health/detailed): http://127.0.0.1:<internal_http_port>
         internal_http_port=free_port(),
+        webrtc_ice_timeout_s=2.0,  # an abandoned /talk offer frees its slot quickly
     )
 
 

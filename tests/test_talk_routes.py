@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
@@ -10,8 +11,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from ray.exceptions import RayActorError
 
-from deployments.talk_routes import build_talk_router, talk_url
+from deployments.talk_routes import RayTalkCalls, build_talk_router, talk_url
 from voice_ai.config import Settings
 from voice_ai.telephony.dispatch import DispatcherUnavailable
 from voice_ai.webrtc.signalling import (
@@ -141,3 +143,41 @@ def test_no_call_actor_or_no_dispatcher_is_503(
 def test_the_printed_url_is_one_a_person_can_open() -> None:
     settings = Settings(_env_file=None, http_host="0.0.0.0", http_port=8123)  # type: ignore[call-arg]
     assert talk_url(settings) == "http://127.0.0.1:8123/talk"
+
+
+class _Method:
+    def __init__(self, reply: object) -> None:
+        self.reply, self.specs = reply, []  # type: ignore[var-annotated]
+
+    def remote(self, spec: object) -> object:
+        self.specs.append(spec)
+
+        async def answer() -> object:
+            if isinstance(self.reply, BaseException):
+                raise self.reply
+            if self.reply == "hang":
+                await asyncio.Event().wait()
+            return self.reply
+        return answer()
+
+
+class _FakeDispatcherHandle:
+    """Stands in for the dispatcher actor handle: ``offer_call.remote(spec)``."""
+
+    def __init__(self, reply: object) -> None:
+        self.offer_call = _Method(reply)
+
+
+async def test_the_ray_port_sends_a_browser_call_spec_and_maps_a_lost_dispatcher(
+    offer_body: bytes,
+) -> None:
+    offer = SdpOffer.parse(offer_body)
+    accepted = OfferResult(OfferDecision.ACCEPTED, "c-9", SdpAnswer(sdp="v=0"))
+    handle = _FakeDispatcherHandle(accepted)
+    assert await RayTalkCalls(handle).offer_call(offer) == accepted
+    (spec,) = handle.offer_call.specs
+    assert spec.webrtc_offer == offer and spec.kind == "webrtc" and len(spec.call_id) == 16
+    with pytest.raises(DispatcherUnavailable, match="RayActorError"):
+        await RayTalkCalls(_FakeDispatcherHandle(RayActorError())).offer_call(offer)
+    with pytest.raises(DispatcherUnavailable, match="DeadlineExceeded"):
+        await RayTalkCalls(_FakeDispatcherHandle("hang"), deadline_s=0.05).offer_call(offer)
