@@ -47,7 +47,7 @@ run: install
 	$(BIN)/voice-ai run --calls 3
 
 test: install system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check voice_ai actors deployments tests benchmarks

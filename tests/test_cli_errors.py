@@ -21,7 +21,9 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
         [sys.executable, "-m", "deployments.cli", "run", "--exit", *args],
         # a Ray started by this command would put its session under RAY_TMPDIR: that tells it
         # apart from the test session's own Ray (whose helpers start and stop meanwhile)
+        # (the receptionist's profile is named: the command runs outside the checkout)
         cwd=tmp_path, env={**clean, "PYTHONPATH": str(ROOT),
+                           "AGENT_PROFILE_PATH": str(ROOT / "agent.yaml"),
                            "RAY_TMPDIR": str(tmp_path / "raytmp"), **env},
         capture_output=True, text=True, timeout=120,
     )

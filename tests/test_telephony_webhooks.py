@@ -24,6 +24,8 @@ pytestmark = pytest.mark.unit
 
 SETTINGS = telephony_settings()
 ROOM = "call-_+15550100067_x7Yz"
+# Every body is dated NOW and verified at NOW: the module is collected minutes before its
+# tests run in a full suite, so a body dated by the real clock would lie in NOW's future.
 NOW = time.time()
 
 
@@ -142,19 +144,20 @@ def test_signed_json_of_the_wrong_shape_is_a_payload_error() -> None:
 
 
 def test_unknown_event_types_are_ignored_by_name() -> None:
-    body = webhook_json("egress_started", ROOM)
+    body = webhook_json("egress_started", ROOM, created_at=NOW)
     assert _verify(body, sign_webhook(body)) == Ignored("egress_started")
     body = f'{{"event": "something_new", "futureField": 1, "createdAt": "{int(NOW)}"}}'
     assert _verify(body, sign_webhook(body)) == Ignored("something_new")
 
 
 def test_a_non_sip_participant_joining_is_ignored() -> None:
-    body = webhook_json("participant_joined", ROOM, "browser-user", sip_caller=False)
+    body = webhook_json("participant_joined", ROOM, "browser-user", sip_caller=False,
+                        created_at=NOW)
     assert _verify(body, sign_webhook(body)) == Ignored("participant_joined")
 
 
 def test_participant_left_is_reported() -> None:
-    body = webhook_json("participant_left", ROOM, "sip_caller_1")
+    body = webhook_json("participant_left", ROOM, "sip_caller_1", created_at=NOW)
     assert _verify(body, sign_webhook(body)) == ParticipantLeft(ROOM, "sip_caller_1", is_sip=True)
 
 
@@ -175,13 +178,15 @@ def test_without_livekit_credentials_nothing_is_trusted() -> None:
 @pytest.mark.parametrize("room", ["call-_+15550100067\r\nX-Injected: 1", "../../etc/passwd",
                                   "call/../../x", "call-\u2024\u2024-x", "c" * 200, "-call"])
 def test_room_names_a_sip_room_never_has_are_refused_without_echo(room: str) -> None:
-    body = webhook_json("participant_joined", room, "sip_caller_1", phone="+15550100067")
+    body = webhook_json("participant_joined", room, "sip_caller_1", phone="+15550100067",
+                        created_at=NOW)
     with pytest.raises(WebhookPayloadError) as refused:
         _verify(body, sign_webhook(body))
     assert "5550100067" not in str(refused.value) and "passwd" not in str(refused.value)
 
 
 def test_an_identity_with_control_characters_is_refused() -> None:
-    body = webhook_json("participant_joined", ROOM, "sip_caller\nINJECTED", phone="+15550100067")
+    body = webhook_json("participant_joined", ROOM, "sip_caller\nINJECTED", phone="+15550100067",
+                        created_at=NOW)
     with pytest.raises(WebhookPayloadError):
         _verify(body, sign_webhook(body))

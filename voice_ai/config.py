@@ -239,6 +239,19 @@ class Settings(BaseSettings):
     """A simulated caller whose call has had no leg for this long (its call actor died and no
     new one reconnected) hangs up."""
 
+    # --- a call outlives its call actor (docs/resilience.md, "Resume") ----------------------
+    resume_calls: bool = True
+    """When a call actor dies mid-call (process killed, node lost, out of memory), carry the
+    call on in a new call actor from its last checkpoint; off: the call ends as node_lost."""
+    resume_deadline_s: float = Field(10.0, gt=0.0, le=300.0)
+    """A lost call not listening again on a new call actor this long after the loss was
+    noticed ends as failed (node_lost, the error says it was not resumed in time)."""
+    resume_max_times: int = Field(3, ge=1, le=100)
+    """Times one call may be carried on by a new call actor (lost or handed over)."""
+    checkpoint_max_bytes: int = Field(65_536, ge=4_096, le=4_194_304)
+    """A call's checkpoint (chat context, turns) is kept under this size: older text is
+    shortened, then the oldest items dropped."""
+
     # --- LiveKit and the calls API ------------------------------------------------------------
     livekit_url: str | None = None
     livekit_api_key: str | None = None

@@ -16,6 +16,7 @@ actors through the port like the local models. The local models always live in t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,9 @@ import aiohttp
 from livekit.agents import llm, stt, tts, vad
 
 from voice_ai.config import Settings
+from voice_ai.pipeline.checkpoint import SavedCheckpoint, decode
 from voice_ai.pipeline.line import CallerLines, LineTransport
+from voice_ai.pipeline.restore import ResumePlan
 from voice_ai.pipeline.session import AgentFactory, CallProviders, CallSession, receptionist
 from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.specs import CallSpec
@@ -164,18 +167,35 @@ class CallRuntime:
             return build_transport(spec, self.settings, line=await self._lines.dial(order))
         return build_transport(spec, self.settings, caller_voice=self._caller_voice)
 
+    @staticmethod
+    def resume_plan(spec: CallSpec) -> ResumePlan | None:
+        """How ``spec`` carries on a call another actor began (``spec.resume``), its checkpoint
+        read; ``CheckpointError`` if it cannot be (unknown version, another call's)."""
+        order = spec.resume
+        if order is None:
+            return None
+        checkpoint = (decode(order.checkpoint, call_id=spec.call_id)
+                      if order.checkpoint is not None else None)
+        return ResumePlan(checkpoint, bridging=order.bridging)
+
     async def run_call(self, spec: CallSpec, *, transport: CallTransport | None = None,
                        on_turn: Callable[[TurnTimings], None] | None = None,
-                       on_listening: Callable[[float], None] | None = None) -> CallRecord:
+                       on_listening: Callable[[float], None] | None = None,
+                       on_checkpoint: Callable[[SavedCheckpoint], None] | None = None,
+                       handover: asyncio.Event | None = None) -> CallRecord:
         """Run ``spec``'s call to its end. ``transport``: one built already (a browser call
-        answered before it runs); otherwise built here from the spec."""
+        answered before it runs, a resumed call's line); otherwise built here from the spec.
+        ``on_checkpoint`` / ``handover`` / ``spec.resume``: see ``CallSession.run``."""
         await self.prepare()
         assert self._providers is not None
+        resume = self.resume_plan(spec)
         session = CallSession(self.settings, self._providers, call_id=spec.call_id,
                               node_id=self.node_id, on_turn=on_turn, on_listening=on_listening,
                               agent_factory=self.agent_factory)
         transport = transport or await self.transport_for(spec)
-        record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm)
+        record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm,
+                                   resume=resume, on_checkpoint=on_checkpoint,
+                                   handover=handover)
         if isinstance(transport, SimulatedCaller) and transport.recorder is not None:
             path = self.settings.recordings_dir / f"{spec.call_id}.wav"
             transport.recorder.save(path)

@@ -15,6 +15,11 @@ in differ. What makes it answer fast:
 The agent comes from a factory (``agent_factory``), so a receptionist with function tools
 runs here unchanged; tools work through the pools (``voice_ai.providers.pooled``) and with
 in-process providers alike.
+
+A call can outlive its call actor (``voice_ai.pipeline.checkpoint``): with ``on_checkpoint`` the
+session hands on a checkpoint after each turn; with a ``ResumePlan`` a new session carries the
+call on from one (its turns, the agent's chat context, a bridging line instead of the
+greeting); with ``handover`` set it stops at the next turn boundary without hanging up.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from livekit.agents.llm import ChatMessage
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from voice_ai.config import Settings
+from voice_ai.pipeline.checkpoint import CallHandedOver, SavedCheckpoint, bridging_line
 from voice_ai.pipeline.line import LineTransport
+from voice_ai.pipeline.restore import Checkpointer, ResumePlan, chat_context
 from voice_ai.pipeline.simulated import SimulatedCaller
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
 from voice_ai.records import CallRecord, EndReason, TurnTimings
@@ -42,6 +49,8 @@ __all__ = ["AgentContext", "AgentFactory", "CallProviders", "CallSession", "Rece
 
 logger = logging.getLogger(__name__)
 NO_RETRY = APIConnectOptions(max_retry=0)  # the stages' breakers and fallbacks decide
+HANDOVER_QUIET_S = 0.6  # a handover may also happen after this long with nobody speaking
+_CLOSING: set[asyncio.Task[None]] = set()  # sessions closing behind a handover
 
 TurnDetection = Literal["stt", "vad"]
 
@@ -193,19 +202,38 @@ class CallSession:
         )
 
     async def run(
-        self, transport: CallTransport, *, admitted_at: float, warm: bool = True
+        self, transport: CallTransport, *, admitted_at: float, warm: bool = True,
+        resume: ResumePlan | None = None,
+        on_checkpoint: Callable[[SavedCheckpoint], None] | None = None,
+        handover: asyncio.Event | None = None,
     ) -> CallRecord:
+        """Run the call to its end. ``resume``: carry on a call another actor began (see the
+        module docstring). ``handover`` set: at the next turn boundary hand on a last
+        checkpoint and raise ``CallHandedOver`` with the record so far (the caller stays)."""
         started_at = admitted_at
         setup_s: float | None = None
         end_reason = EndReason.ERROR
         error = ""
+        agent: Agent | None = None
+        handed_over = False
+        checkpoints = None if on_checkpoint is None else Checkpointer(
+            call_id=self.call_id, started_at=admitted_at, warm=warm,
+            transport=type(transport).__name__, max_bytes=self.settings.checkpoint_max_bytes,
+            sink=on_checkpoint, resume=resume)
+
+        def save_checkpoint() -> None:
+            if checkpoints is not None and agent is not None:
+                checkpoints.save(agent.chat_ctx, builder.turns)
 
         def on_turn(turn: TurnTimings) -> None:
             transport.report_turn(turn)
             if self._on_turn is not None:
                 self._on_turn(turn)
+            save_checkpoint()
 
-        builder = _TurnBuilder(self.settings, transport.speech_marks, on_turn)
+        builder = _TurnBuilder(self.settings, transport.speech_marks, on_turn,
+                               turns=list(resume.turns) if resume is not None else [])
+        boundary = asyncio.Event()  # a turn boundary after a handover was asked for
         session = self._agent_session()
         served_by = (self.providers.stt, self.providers.llm, self.providers.tts)
         for provider in served_by:
@@ -214,6 +242,9 @@ class CallSession:
         def on_item(ev: Any) -> None:
             if isinstance(ev.item, ChatMessage):
                 builder.add(ev.item)
+                if (handover is not None and handover.is_set() and ev.item.role == "assistant"
+                        and session.user_state != "speaking"):
+                    boundary.set()
 
         session.on("conversation_item_added", on_item)
         try:
@@ -223,15 +254,28 @@ class CallSession:
             await transport.connect()
             await transport.attach(session)
             agent = self._agent_factory(AgentContext(self.settings, self.call_id, transport))
+            if resume is not None and resume.checkpoint is not None:
+                await agent.update_chat_ctx(chat_context(resume.checkpoint.chat))
             await session.start(agent, record=False)
             setup_s = time.time() - admitted_at - caller_prep_s
             if self._on_listening is not None:
                 self._on_listening(setup_s)
-            session.say(self.settings.greeting)
+            if checkpoints is not None:
+                checkpoints.set_setup(setup_s)
+            if resume is None:
+                session.say(self.settings.greeting)
+            elif resume.bridging:
+                session.say(bridging_line(resume.checkpoint))
+            if resume is not None and resume.checkpoint is not None:
+                setup_s = resume.checkpoint.setup_s  # the call's, not this actor's
             # the transport's watchdog ends an over-long call (MAX_CALL_DURATION_S) with its
             # own reason; this bound only guards against a transport that never ends
-            end_reason = await asyncio.wait_for(
-                transport.wait_ended(), timeout=self.settings.max_call_duration_s + 60.0)
+            ended = await self._wait_end(transport, session, handover, boundary)
+            if ended is None:  # a turn boundary after a handover was asked for
+                save_checkpoint()
+                handed_over, end_reason = True, EndReason.CALLER_HANGUP
+            else:
+                end_reason = ended
         except TimeoutError:
             end_reason = EndReason.TIMEOUT
             error = f"call exceeded MAX_CALL_DURATION_S={self.settings.max_call_duration_s:g}"
@@ -239,7 +283,10 @@ class CallSession:
             logger.exception("call failed", extra={"call_id": self.call_id})
             end_reason, error = EndReason.ERROR, f"{type(e).__name__}: {e}"
         finally:
-            await self._close(session, transport)
+            if handed_over:
+                await self._leave(session, transport)
+            else:
+                await self._close(session, transport)
             for provider in served_by:
                 provider.off(SERVED, builder.on_served)
         unanswered = (transport.unanswered
@@ -249,7 +296,7 @@ class CallSession:
             error = f"agent did not answer caller turn(s) {unanswered}"
         if not error and transport.end_detail:
             error = transport.end_detail
-        return CallRecord(
+        record = CallRecord(
             call_id=self.call_id,
             direction=transport.direction,
             started_at=started_at,
@@ -262,6 +309,61 @@ class CallSession:
             error=error,
             turns=tuple(builder.turns),
         )
+        if handed_over:
+            raise CallHandedOver(record)
+        return record
+
+    async def _wait_end(self, transport: CallTransport, session: AgentSession[Any],
+                        handover: asyncio.Event | None,
+                        boundary: asyncio.Event) -> EndReason | None:
+        """The transport's end reason, or None at a turn boundary once ``handover`` is set:
+        right after an agent reply (``on_item`` sets ``boundary``), or after
+        ``HANDOVER_QUIET_S`` with nobody speaking or thinking."""
+        limit = self.settings.max_call_duration_s + 60.0
+        if handover is None:
+            return await asyncio.wait_for(transport.wait_ended(), timeout=limit)
+
+        async def quiet() -> None:
+            await handover.wait()
+            since = time.monotonic()
+            while not boundary.is_set():
+                if session.user_state == "speaking" or session.agent_state != "listening":
+                    since = time.monotonic()
+                elif time.monotonic() - since >= HANDOVER_QUIET_S:
+                    boundary.set()
+                await asyncio.sleep(0.1)
+
+        ended = asyncio.ensure_future(transport.wait_ended())
+        waits = [ended, asyncio.ensure_future(boundary.wait()), asyncio.ensure_future(quiet())]
+        try:
+            done, _ = await asyncio.wait(waits, timeout=limit,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                if not task.done():
+                    task.cancel()
+        if ended in done:
+            return ended.result()
+        if not done:
+            raise TimeoutError
+        return None
+
+    async def _leave(self, session: AgentSession[Any], transport: CallTransport) -> None:
+        """Hand the call over: leave the caller's line at once without hanging up (the next
+        call actor is about to take it) and close the session behind, in the background (its
+        teardown takes seconds the caller would otherwise hear as silence)."""
+        try:
+            await transport.aclose()
+        finally:
+            task = asyncio.create_task(self._close_session(session))
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+    async def _close_session(self, session: AgentSession[Any]) -> None:
+        try:
+            await session.aclose()
+        except Exception:
+            logger.exception("closing the session failed", extra={"call_id": self.call_id})
 
     async def _close(self, session: AgentSession[Any], transport: CallTransport) -> None:
         try:

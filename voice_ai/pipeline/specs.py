@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voice_ai.pipeline.checkpoint import ResumeOrder
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.webrtc.signalling import SdpOffer
 
@@ -24,6 +25,8 @@ class CallSpec:
     admitted_at: float = 0.0
     warm: bool = True
     webrtc_offer: SdpOffer | None = None
+    resume: ResumeOrder | None = None
+    """Set when a new call actor carries on a call another one began (its checkpoint)."""
 
     def __post_init__(self) -> None:
         given = [x for x in (self.scenario, self.room, self.webrtc_offer) if x is not None]
