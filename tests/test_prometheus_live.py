@@ -122,10 +122,14 @@ class CallTraffic:
             m.set_process(pool.split("_")[0] + "_pool", "node-1", cpu_percent=35.0,
                           rss_bytes=300_000_000)
             m.set_component_health(pool, healthy=True)
+        for component in ("dispatcher", "store_writer"):  # the hub's own checks
+            m.set_component_health(component, healthy=True)
+        m.polled(time.time())
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
+            self.metrics.polled(time.time())  # the hub polls every 2 s; here with each call
             self.call(EndReason.CALLER_HANGUP)
             if self.calls % 7 == 0:
                 state = "half_open" if self.calls % 2 else "closed"

@@ -23,7 +23,7 @@ SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "opening_hours
 
 
 def test_every_panel_query_runs_against_real_calls(local_system, tmp_path: Path) -> None:
-    target = f"127.0.0.1:{local_system.settings.http_port}"
+    target = f"127.0.0.1:{local_system.settings.internal_http_port}"  # the internal face
     with run_prometheus([target], tmp_dir=tmp_path) as prom:
         prom.wait_for_data('up{job="voice_ai"} == 1')
         spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIO),
