@@ -26,10 +26,14 @@ class RayTelemetry:
     def __init__(self, namespace: str) -> None:
         self._ns = namespace
         self._handle: Any = None
+        try:  # at construction, off any call's path
+            self._handle = ray.get_actor(TELEMETRY, namespace=namespace)
+        except ValueError:  # not started yet: looked up on first use
+            pass
 
     def _hub(self) -> Any:
-        # looked up once: the hub restarts under the same handle; a lookup blocks, so it is
-        # not repeated on every event
+        # looked up once and kept: the hub restarts under the same handle, and a lookup asks
+        # the GCS and blocks the caller's event loop (seconds on a loaded machine)
         if self._handle is None:
             self._handle = ray.get_actor(TELEMETRY, namespace=self._ns)
         return self._handle
@@ -45,17 +49,12 @@ class RayTelemetry:
         self._fire("turn", call_id, turn)
 
     async def call_ended(self, record: CallRecord) -> None:
-        try:
-            await self._hub().call_ended.remote(record)
-        except Exception:
-            self._handle = None
-            raise
+        await self._hub().call_ended.remote(record)
 
     def _fire(self, method: str, *args: object) -> None:
         try:
             getattr(self._hub(), method).remote(*args)
         except Exception as e:  # the hub reconciles its gauges when it is back
-            self._handle = None
             logger.warning("telemetry event lost", extra={"event": method,
                                                            "error": type(e).__name__})
 
