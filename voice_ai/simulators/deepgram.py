@@ -264,7 +264,8 @@ class _LiveSession:
     def _current_line(self) -> ScriptedLine:
         if self.line is None:
             signature = self.onsets.signature() if self.recognising else None
-            known = self.sim.known_lines.identify(signature) if signature else None
+            known = (self.sim.known_lines.identify(signature) if signature is not None
+                     else None)
             if known is not None:
                 self.sim.lines_recognised += 1
                 self.line = ScriptedLine(known[0], speech_s=known[1])

@@ -80,6 +80,8 @@ class ChatRequest:
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     body: dict[str, Any] = field(default_factory=dict)
+    received_at: float = 0.0
+    """``time.monotonic()`` when the request arrived (its first token follows ``first_delay``)."""
 
     @property
     def last_user_text(self) -> str:
@@ -147,6 +149,7 @@ class OpenAISimulator(SimulatorServer):
         return answer if answer is not None else ScriptedReply(text=self.default_reply)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.monotonic()
         refusal = await self.admit(request)
         if refusal is not None:
             return refusal
@@ -158,6 +161,7 @@ class OpenAISimulator(SimulatorServer):
             model=str(body.get("model", "gpt-4o-mini")), messages=list(body.get("messages", [])),
             tools=list(body.get("tools", []) or []), tool_choice=body.get("tool_choice"),
             parallel_tool_calls=body.get("parallel_tool_calls"), body=body,
+            received_at=received_at,
         )
         self.chat_requests.append(chat)
         reply = self._reply_for(chat)
