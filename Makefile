@@ -65,8 +65,13 @@ test-performance: install
 	$(BIN)/python -m benchmarks.load --mode one
 
 .PHONY: bench bench-capacity bench-profile bench-embedded
+# every number of issues #12 and #13 in one run (~30 min on 2 cores; docs/performance.md):
+# the load benchmark's must-show (1 call, zero profile, capacity sweep incl. 8 calls), then the
+# embedded default (1 call, make run's 3 calls)
 bench: install
 	$(BIN)/python -m benchmarks.load --mode must-show
+	$(BIN)/python -m benchmarks.turn_latency --must-show \
+		--json benchmarks/results/$$(date -u +%Y%m%d-%H%M%S)-embedded.json
 
 bench-capacity: install
 	$(BIN)/python -m benchmarks.load --mode capacity
@@ -75,8 +80,7 @@ bench-profile: install
 	$(BIN)/python -m benchmarks.load --mode profile
 
 bench-embedded: install
-	$(BIN)/python -m benchmarks.turn_latency
-	$(BIN)/python -m benchmarks.turn_latency --make-run
+	$(BIN)/python -m benchmarks.turn_latency --must-show
 
 # The fault suite (issue #14, docs/resilience.md): every system actor killed under 4 live calls,
 # the store locked and its disk full; also part of `make test`. The soak is not: calls back to

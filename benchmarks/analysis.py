@@ -52,10 +52,14 @@ def unheard(record: dict[str, Any]) -> set[int]:
 
 
 def answered_e2e(record: dict[str, Any]) -> list[float]:
-    """``e2e_s`` of every turn the caller heard answered."""
+    """``e2e_s`` of every caller line the caller heard answered. Turn ``i`` carries the
+    caller's own measure of line ``i`` (``CallerSpeechMark``); a turn past the scenario's lines
+    (the agent answered one line twice) carries only livekit's estimate and is left out."""
     skip = unheard(record)
+    lines = record.get("scenario_turns")
     return [t["e2e_s"] for t in record["turns"]
-            if t.get("e2e_s") is not None and t.get("index") not in skip]
+            if t.get("e2e_s") is not None and t.get("index") not in skip
+            and (lines is None or t.get("index", 0) < lines)]
 
 
 def unanswered_turns(record: dict[str, Any] | None, expected: int) -> int:

@@ -1,9 +1,10 @@
 """Load benchmark: our system next to the stock agent, in the same run, against the same
 provider simulators (docs/performance.md explains every mode and number).
 
-    python -m benchmarks.load                     # must-show: one call, 8 calls, zero profile
+    python -m benchmarks.load                     # must-show: one call, zero profile, then the
+                                                  # capacity sweep (its 8-call level: 8 calls)
     python -m benchmarks.load --mode one          # 1 call of >= 10 turns, realistic
-    python -m benchmarks.load --mode concurrent   # 8 concurrent calls, realistic
+    python -m benchmarks.load --mode concurrent   # 8 concurrent calls (six turns, 2 per slot)
     python -m benchmarks.load --mode zero         # Ray's cost per turn: ours - stock, p50
     python -m benchmarks.load --mode capacity     # SLO capacity sweep, ours and stock alternating
     python -m benchmarks.load --mode profile      # 8 calls, py-spy on a call actor, CPU by process
@@ -20,18 +21,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from benchmarks.analysis import store_summary
-from benchmarks.sides import OursSide, Phase, StockSide
-from benchmarks.simhost import SimHost
-from voice_ai.pipeline.scenario import Scenario, load_scenario
+# only what the stock agent's processes would import anyway: they are forked from a
+# forkserver and import this module again (multiprocessing re-imports the main module)
+if TYPE_CHECKING:
+    from benchmarks.sides import Phase
+    from benchmarks.simhost import SimHost
+    from voice_ai.pipeline.scenario import Scenario
 
 __all__ = ["ROOT", "drive_phase", "main", "start_ray"]
 
@@ -42,6 +46,10 @@ SIX_TURNS = ROOT / "scenarios" / "bench" / "six_turns.yaml"
 SHORT = [ROOT / "scenarios" / n for n in ("opening_hours.yaml", "book_appointment.yaml")]
 MODES = ("must-show", "one", "concurrent", "zero", "capacity", "profile", "smoke")
 SLO_P95_MS = 1500.0
+CAPACITY_LEVELS = "2,4,6,8,10,12,14,16,20,24"
+MUST_SHOW_LEVELS = "4,8,12,16,20"
+MUST_SHOW_CAPACITY_BUDGET_S = 780.0
+"""must-show's whole run fits in ~25 minutes on 2 cores (make bench adds the embedded ~4)"""
 
 
 def start_ray() -> None:
@@ -68,12 +76,18 @@ def settings_overrides(sims: SimHost, tmp: Path, warm: int) -> dict[str, Any]:
     return {
         **sims.settings_overrides(),
         "http_host": "127.0.0.1", "http_port": free_port(),
+        # the internal face (/metrics, /health/detailed) too: 8001 may be another system's
+        "internal_http_port": free_port(),
         "data_dir": str(tmp / "data"), "log_dir": str(tmp / "logs"),
         "db_path": str(tmp / "data" / "voice_ai.db"),
         "recordings_dir": str(tmp / "data" / "recordings"), "backup_dir": str(tmp / "backups"),
         "warm_call_actors": warm, "max_concurrent_calls": 1000,
         # a scheduling reservation, not a limit on real memory: keeps Ray from refusing actors
         "call_actor_memory_mb": 200,
+        # a warm pool of dozens of call actors takes minutes to prepare on 2 busy cores
+        "startup_timeout_s": 900.0, "call_actor_prepare_timeout_s": 300.0,
+        # the simulated callers' hosts (a test harness, outside the call actors): one per 8
+        "caller_hosts": max(1, -(-warm // 8)),
     }
 
 
@@ -108,6 +122,8 @@ class Run:
     """One benchmark run: the simulators, our system, the stock agent's job, the phases."""
 
     def __init__(self, args: argparse.Namespace, console: Any) -> None:
+        from benchmarks.simhost import SimHost
+
         self.args = args
         self.console = console
         self.phases: list[dict[str, Any]] = []
@@ -141,15 +157,45 @@ class Run:
 
 def drive_phase(system: Any, phase: Phase) -> dict[str, Any]:
     """Ours only (other benchmarks, e.g. failover, use it)."""
+    from benchmarks.sides import OursSide
+
     return OursSide(system).run(phase)
 
 
 def _scenarios(paths: list[Path]) -> tuple[Scenario, ...]:
+    from voice_ai.pipeline.scenario import load_scenario
+
     return tuple(load_scenario(p) for p in paths)
 
 
+def _set(pairs: list[str]) -> dict[str, str]:
+    """``--set key=value`` pairs; Settings validates the values."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        out[key.strip().lower()] = value.strip()
+    return out
+
+
 def _levels(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--levels wants numbers separated by commas, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise SystemExit(f"--levels wants concurrency levels >= 1, got {text!r}")
+    return levels
+
+
+def capacity_levels(args: argparse.Namespace) -> list[int]:
+    """The sweep's levels: must-show always includes ``--calls`` (its 8-call figure)."""
+    if args.mode == "capacity":
+        return _levels(args.levels or CAPACITY_LEVELS)
+    if args.mode == "must-show":
+        return sorted(set(_levels(args.levels or MUST_SHOW_LEVELS)) | {args.calls})
+    return []
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -161,10 +207,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=8, help="concurrent calls (concurrent/profile)")
     p.add_argument("--calls-per-slot", type=int, default=None,
                    help="calls each concurrent caller makes back to back")
-    p.add_argument("--levels", default="2,4,6,8,10,12,14,16,20,24",
-                   help="capacity sweep: concurrency levels, in order")
+    p.add_argument("--levels", default=None,
+                   help="capacity sweep: concurrency levels, in order (default: capacity "
+                        f"{CAPACITY_LEVELS}; must-show {MUST_SHOW_LEVELS}, always with --calls)")
+    p.add_argument("--capacity-budget-s", type=float, default=None,
+                   help="capacity sweep: start no level that would end past this many seconds "
+                        f"of sweep (must-show: {MUST_SHOW_CAPACITY_BUDGET_S:g})")
     p.add_argument("--no-stock", action="store_true", help="ours only")
     p.add_argument("--profile-seconds", type=float, default=30.0)
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of our side (e.g. cloud_placement=pool), repeatable")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -173,6 +225,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from rich.console import Console
 
+    from benchmarks.analysis import store_summary
     from benchmarks.report import print_report
 
     args = _args(argv)
@@ -196,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "schema": "voice-ai-load/2",
         "started_at": started.isoformat(timespec="seconds"),
-        "mode": args.mode, "seed": args.seed,
+        "mode": args.mode, "seed": args.seed, "settings": _set(args.settings),
         "machine": machine(load_before),
         "phases": run.phases, **extra,
         "simulator_requests": run.sims.request_counts(),
@@ -211,29 +264,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _run_mode(run: Run, tmp: Path) -> dict[str, Any]:
+    from benchmarks.sides import OursSide, Phase, StockSide
     from benchmarks.stock_agent import StockJob
     from deployments.local import LocalSystem
     from voice_ai.config import Settings
 
     args, sims = run.args, run.sims
     mode = args.mode
-    levels = _levels(args.levels) if mode == "capacity" else []
+    levels = capacity_levels(args)
     most = max([args.calls, *levels]) if mode in ("must-show", "concurrent", "capacity",
                                                     "profile") else 2
-    scenarios = {"capacity": _scenarios([SIX_TURNS]), "smoke": _scenarios(SHORT)}.get(
-        mode, _scenarios([LONG_CALL]))
-    overrides = settings_overrides(sims, tmp, warm=most)
+    long_call, six_turns = _scenarios([LONG_CALL]), _scenarios([SIX_TURNS])
+    scenarios = {"smoke": _scenarios(SHORT), "capacity": six_turns,
+                 "concurrent": six_turns}.get(mode, long_call)
+    overrides = settings_overrides(sims, tmp, warm=most) | _set(args.settings)
     if mode == "smoke":
         # every call actor retires, so each one's memory is sampled when it exits
         overrides["call_actor_max_calls"] = 1
     settings = Settings(**overrides)
-    audio = tmp / "caller_audio.pkl"
     start_ray()
     with LocalSystem(settings, console=run.console, own_ray=False) as system:
-        from benchmarks.prerender import save_audio
+        from actors.caller_actor import RayCallerLines
 
-        voice = prerender_voice(scenarios, settings)
-        save_audio(voice, audio)
+        voice = prerender_voice(long_call + six_turns if mode == "must-show" else scenarios,
+                                settings)
         sims.learn(voice.audio, voice.sample_rate)
         vad_silence, min_delay = settings.endpointing
         urls = sims.base_urls()
@@ -242,34 +296,40 @@ def _run_mode(run: Run, tmp: Path) -> dict[str, Any]:
                        min_delay_s=min_delay, greeting=settings.greeting,
                        turn_detection="vad")
         ours = OursSide(system)
-        stock = StockSide(job, audio)
-        stock_td = StockSide(replace(job, turn_detection="default"), audio, name="stock_td")
+        # the stock agent's callers are dialled on our system's caller hosts, as ours are
+        lines = RayCallerLines(settings)
+        stock = StockSide(job, lines)
+        stock_td = StockSide(replace(job, turn_detection="default"), lines, name="stock_td")
         sides: list[Any] = [ours] if args.no_stock else [ours, stock]
         extra: dict[str, Any] = {"endpointing_s": {"vad_silence": vad_silence,
                                                    "min_delay": min_delay}}
         per_slot = args.calls_per_slot
         if mode in ("must-show", "one"):
             with_td = sides if args.no_stock else [*sides, stock_td]
-            run.phase(with_td, Phase("one call", 1, per_slot or 2, scenarios), args.profile)
-        if mode in ("must-show", "concurrent"):
-            run.phase(sides, Phase(f"{args.calls} calls", args.calls, per_slot or 1, scenarios,
-                                   ramp_s=args.calls * 0.25), args.profile)
+            run.phase(with_td, Phase("one call", 1, per_slot or 1, long_call), args.profile)
         if mode in ("must-show", "zero"):
-            run.phase(sides, Phase("one call, zero profile", 1, per_slot or 2, scenarios),
+            run.phase(sides, Phase("one call, zero profile", 1, per_slot or 1, long_call),
                       "zero")
+        if mode == "concurrent":
+            run.phase(sides, Phase(f"{args.calls} calls", args.calls, per_slot or 2,
+                                   six_turns, ramp_s=args.calls * 0.25), args.profile)
         if mode == "smoke":
             run.phase(sides, Phase("smoke", 2, 1, scenarios, ramp_s=0.2), "zero")
-        if mode == "capacity":
+        if mode in ("must-show", "capacity"):
             from benchmarks.capacity import sweep
 
-            extra["capacity"] = sweep(run, sides, levels, scenarios, per_slot or 2)
+            budget = args.capacity_budget_s or (MUST_SHOW_CAPACITY_BUDGET_S
+                                                if mode == "must-show" else None)
+            extra["capacity"] = sweep(run, sides, levels, six_turns, per_slot or 2,
+                                      through=args.calls if mode == "must-show" else 0,
+                                      budget_s=budget)
         if mode == "profile":
             from benchmarks.profiling import profile_calls
 
             extra["profile"] = profile_calls(run, ours, Phase(
                 f"{args.calls} calls, profiled", args.calls, per_slot or 1, scenarios,
                 ramp_s=args.calls * 0.25), args.profile, args.profile_seconds)
-        extra["derived"] = derived(run.phases)
+        extra["derived"] = derived(run.phases, args.calls, extra.get("capacity"))
         extra["stock_imports_of_ours"] = sorted(stock.voice_ai_modules
                                                 | stock_td.voice_ai_modules)
         return extra
@@ -285,22 +345,33 @@ def prerender_voice(scenarios: tuple[Scenario, ...], settings: Any) -> Any:
     return asyncio.run(prerender(scenarios, settings.tts_pool_size, settings.ray_namespace))
 
 
-def derived(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The must-show figures, read off the phases."""
+def derived(phases: list[dict[str, Any]], calls: int,
+            capacity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The must-show figures, read off the phases (the ``calls``-call figure: the concurrent
+    phase, or the capacity sweep's level of that many calls) and the capacity sweep."""
     out: dict[str, Any] = {}
+    names = {"one call": "one_call", "one call, zero profile": "zero",
+             f"{calls} calls": "concurrent", f"capacity {calls} calls": "concurrent"}
     for p in phases:
         ours, stock = p.get("ours"), p.get("stock")
-        if ours is None:
+        key = names.get(p["name"])
+        if ours is None or key is None:
             continue
-        key = {"one call": "one_call", "one call, zero profile": "zero"}.get(
-            p["name"], "concurrent" if p["name"].endswith(" calls") else None)
-        if key is None:
-            continue
-        entry = {"ours_e2e_ms": ours["e2e_ms"], "ours_unanswered": ours["turns_unanswered"]}
+        entry: dict[str, Any] = {"calls": p["calls"], "per_slot": p["per_slot"],
+                                 "scenarios": p["scenarios"],
+                                 "ours_e2e_ms": ours["e2e_ms"],
+                                 "ours_unanswered": ours["turns_unanswered"],
+                                 "ours_turns_expected": ours["turns_expected"],
+                                 "ours_cpu_core_s_per_call_minute":
+                                     ours["cpu_core_s_per_call_minute"],
+                                 "ours_uss_per_call_mb": ours["memory_per_call_uss_mb"]}
         if stock is not None:
             entry |= {"stock_e2e_ms": stock["e2e_ms"],
                       "stock_unanswered": stock["turns_unanswered"],
-                      "ratio_p95": p["ratios"]["e2e_p95"]}
+                      "stock_cpu_core_s_per_call_minute": stock["cpu_core_s_per_call_minute"],
+                      "stock_uss_per_call_mb": stock["memory_per_call_uss_mb"],
+                      "ratio_p95": p["ratios"]["e2e_p95"],
+                      "ratio_cpu_per_call_minute": p["ratios"]["cpu_per_call_minute"]}
             if p.get("stock_td") is not None:
                 entry |= {"stock_td_e2e_ms": p["stock_td"]["e2e_ms"],
                           "stock_td_unanswered": p["stock_td"]["turns_unanswered"],
@@ -309,8 +380,15 @@ def derived(phases: list[dict[str, Any]]) -> dict[str, Any]:
                 entry["ray_cost_ms_p50"] = round(ours["e2e_ms"]["p50"]
                                                  - stock["e2e_ms"]["p50"], 1)
         out[key] = entry
+    if capacity is not None and "ours" in capacity:
+        out["capacity"] = {k: capacity[k] for k in ("ours", "stock", "ours_over_stock",
+                                                     "stopped_by") if k in capacity}
     return out
 
 
 if __name__ == "__main__":
     main()
+    # the results are out; Ray's and livekit's native threads can crash interpreter teardown
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -3,19 +3,17 @@
 ``prerender`` asks the running system's Piper pool for every scenario line. That both renders
 the audio once and leaves it in the pool's phrase cache (ENABLE_CACHING), so the call actors'
 simulated callers get the same bytes back from the cache without running Piper during the
-measurement. The stock agent's call processes read the file and need no Piper at all, and the
-Deepgram simulator learns the same bytes, so it transcribes each line as its own text.
+measurement (the caller hosts serve both sides' callers), and the Deepgram simulator learns
+the same bytes, so it transcribes each line as its own text.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 
 from voice_ai.pipeline.scenario import Scenario
 
-__all__ = ["PrerenderedVoice", "load_audio", "prerender", "save_audio"]
+__all__ = ["PrerenderedVoice", "prerender"]
 
 
 class PrerenderedVoice:
@@ -57,12 +55,3 @@ async def prerender(scenarios: Iterable[Scenario], pool_size: int,
             async with piper.synthesize(line) as stream:
                 audio[line] = pcm_of([event.frame async for event in stream])
     return PrerenderedVoice(audio, piper.sample_rate)
-
-
-def save_audio(voice: PrerenderedVoice, path: Path) -> None:
-    path.write_bytes(pickle.dumps({"sample_rate": voice.sample_rate, "audio": voice._audio}))
-
-
-def load_audio(path: Path) -> PrerenderedVoice:
-    data = pickle.loads(path.read_bytes())  # noqa: S301  # our own file, written just before
-    return PrerenderedVoice(data["audio"], int(data["sample_rate"]))

@@ -25,8 +25,18 @@ TARGETS = [
      lambda d: d["ours_e2e_ms"].get("p95", 1e9) <= 1200),
     ("concurrent", "concurrent calls: every turn answered (ours)",
      lambda d: d["ours_unanswered"] == 0),
+    ("concurrent", "concurrent calls: every turn answered (stock)",
+     lambda d: d.get("stock_unanswered", 1) == 0),
     ("zero", "Ray's cost per turn (ours - stock, p50, zero profile) <= 30 ms",
      lambda d: d.get("ray_cost_ms_p50", 1e9) <= 30),
+    ("capacity", "SLO capacity: ours >= 8 calls per core (issue #13)",
+     lambda d: d["ours"]["calls_per_core"] >= 8),
+    ("capacity", "SLO capacity: ours >= stock",
+     lambda d: "stock" in d and d["ours"]["calls"] >= d["stock"]["calls"]),
+    ("concurrent", "USS per call actor <= 120 MB (avg, concurrent calls)",
+     lambda d: (d["ours_uss_per_call_mb"].get("avg") or 1e9) <= 120),
+    ("concurrent", "CPU per call-minute: ours <= 0.8 x stock (concurrent calls)",
+     lambda d: (d.get("ratio_cpu_per_call_minute") or 9) <= 0.8),
 ]
 
 
@@ -93,16 +103,22 @@ def _targets(console: Console, derived: dict[str, Any]) -> None:
     rows = [(what, derived[key], check) for key, what, check in TARGETS if key in derived]
     if not rows:
         return
-    table = Table(title="targets (issue #12)")
+    table = Table(title="targets (issues #12, #13)")
     table.add_column("target")
     table.add_column("met?", justify="center")
     for what, data, check in rows:
         table.add_row(what, "yes" if check(data) else "NO")
     console.print(table)
     for key, data in derived.items():
-        console.print(f"{key}: " + ", ".join(
-            f"{k} {v.get('p50')}/{v.get('p95')} ms (p50/p95)" if isinstance(v, dict)
-            else f"{k} {v}" for k, v in data.items()))
+        console.print(f"{key}: " + ", ".join(_derived_item(k, v) for k, v in data.items()))
+
+
+def _derived_item(key: str, value: Any) -> str:
+    if isinstance(value, dict) and "p95" in value:
+        return f"{key} {value.get('p50')}/{value.get('p95')} ms (p50/p95, n={value.get('n')})"
+    if isinstance(value, dict) and "avg" in value:
+        return f"{key} avg {value.get('avg')} max {value.get('max')}"
+    return f"{key} {value}"
 
 
 def _capacity(console: Console, cap: dict[str, Any]) -> None:
@@ -119,6 +135,8 @@ def _capacity(console: Console, cap: dict[str, Any]) -> None:
                           f"; USS per call {c.get('uss_per_call_mb')}")
     if "ours_over_stock" in cap:
         console.print(f"ours / stock capacity: {cap['ours_over_stock']}")
+    console.print(f"sweep stopped by: {cap.get('stopped_by')} after {cap.get('seconds')} s "
+                  f"(budget {cap.get('budget_s')})")
 
 
 def _profile(console: Console, prof: dict[str, Any]) -> None:

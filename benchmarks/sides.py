@@ -2,8 +2,10 @@
 
 ``OursSide``: calls through our whole system (dispatcher, warm call actors, provider pools,
 breakers) on a Ray of its own. ``StockSide``: the stock agent, one process per call
-(benchmarks/stock_agent.py). Both use the same simulated caller, scenarios, audio and
-provider simulators; each phase samples the CPU and memory of every process below the driver.
+(benchmarks/stock_agent.py). Both use the same simulated callers (on the system's caller hosts,
+reached over a line: ``voice_ai.pipeline.line``), scenarios, audio and provider simulators; each
+phase samples the CPU and memory of every process below the driver that belongs to the side.
+The callers are the test harness and count for neither side.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from benchmarks.analysis import side_summary
 from benchmarks.procstats import ProcessSampler
 from benchmarks.stock_agent import StockJob, StockPool
+from voice_ai.pipeline.line import CallerLines, CallerOrder
 from voice_ai.pipeline.scenario import Scenario
 
 __all__ = ["CALL_ACTOR_MARKER", "OursSide", "Phase", "StockSide", "drive"]
@@ -25,6 +27,7 @@ __all__ = ["CALL_ACTOR_MARKER", "OursSide", "Phase", "StockSide", "drive"]
 CALL_MARKER = "CallActor.run_call"
 CALL_ACTOR_MARKER = "ray::CallActor"
 STOCK_MARKER = "stock-agent-call"
+CALLER_HOST_MARKER = "ray::CallerHost"
 
 
 def is_stock(cmdline: str) -> bool:
@@ -32,6 +35,14 @@ def is_stock(cmdline: str) -> bool:
     share its command line). Each side counts only its own processes: the other side's stand
     idle beside it."""
     return "multiprocessing.forkserver" in cmdline
+
+
+def is_ours(cmdline: str) -> bool:
+    """Our system's processes: every one below the driver except the stock agent's and the
+    caller hosts (the simulated callers: the harness, as the callers are on the stock side)."""
+    return not is_stock(cmdline) and CALLER_HOST_MARKER not in cmdline
+
+
 RunOne = Callable[[str, Scenario], Awaitable[dict[str, Any] | None]]
 
 
@@ -91,10 +102,12 @@ class OursSide:
         async def one(call_id: str, scenario: Scenario) -> dict[str, Any] | None:
             spec = CallSpec(call_id=call_id, scenario=scenario, record_audio=False)
             result = await dispatcher.run_simulated.remote(spec)
-            return result.to_dict() if isinstance(result, CallRecord) else None
+            if not isinstance(result, CallRecord):
+                return None
+            return result.to_dict() | {"scenario_turns": len(scenario.turns)}
 
         sampler = ProcessSampler(CALL_MARKER, kind_marker=CALL_ACTOR_MARKER,
-                                 include=lambda cmd: not is_stock(cmd)).start()
+                                 include=is_ours).start()
         records, attempted, expected = asyncio.run(drive(one, phase, progress))
         sampler.settle(calls=len(records))
         usage = sampler.stop()
@@ -102,12 +115,14 @@ class OursSide:
 
 
 class StockSide:
-    """The stock agent: a pool of prepared processes, one per concurrent call."""
+    """The stock agent: a pool of prepared processes, one per concurrent call. Each call's
+    simulated caller is dialled on ``lines`` (our system's caller hosts, as for our calls) and
+    the call process reaches it over the line, as a stock agent reaches a LiveKit room."""
 
-    def __init__(self, job: StockJob, audio_path: Path, name: str = "stock") -> None:
+    def __init__(self, job: StockJob, lines: CallerLines, name: str = "stock") -> None:
         self.name = name
         self._job = job
-        self._audio_path = audio_path
+        self._lines = lines
         self.voice_ai_modules: set[str] = set()
 
     def run(self, phase: Phase, progress: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -115,11 +130,12 @@ class StockSide:
         replacement started for every call that begins is part of the phase."""
         uss: list[int] = []
         loop = asyncio.new_event_loop()
-        pool = StockPool(self._job, self._audio_path, phase.calls)
+        pool = StockPool(self._job, phase.calls)
 
         async def one(call_id: str, scenario: Scenario) -> dict[str, Any] | None:
+            address = await self._lines.dial(CallerOrder(call_id, scenario, record_audio=False))
             try:
-                call = await pool.run_call(call_id, scenario.model_dump(mode="json"))
+                call = await pool.run_call(call_id, scenario.model_dump(mode="json"), address)
             except RuntimeError:
                 return None
             uss.append(call.uss_peak)

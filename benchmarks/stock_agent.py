@@ -8,8 +8,10 @@ endpointing delay (``min_delay``). Turn detection is livekit-agents' default, th
 ``TurnDetector`` (``turn-detector-v1-mini``), which runs offline: livekit-local-inference ships
 its weights inside its wheel. Preemptive generation is the library's default (on).
 
-It does not import our providers, pipeline session or actors: only the simulated caller (our
-``CallTransport``, so both sides are measured by the same code) and the scenario.
+It does not import our providers, pipeline session or actors: only the line to the simulated
+caller (``voice_ai.pipeline.line.LineTransport``, our ``CallTransport``) and the scenario. The
+caller itself runs where our calls' callers run (the system's caller hosts), so both sides are
+measured by the same code and neither pays for its caller.
 
 Like LiveKit's idle process pool (and our warm call actors), one prepared process waits per
 slot (plugins imported, VAD loaded: LiveKit's ``prewarm``), and a replacement starts whenever
@@ -25,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = ["StockCall", "StockJob", "StockPool"]
@@ -78,11 +79,10 @@ class StockPool:
     warm-up (``ipc._preload``: the Silero and turn-detector weights), as LiveKit's worker does
     on Linux, so they share those pages copy-on-write."""
 
-    def __init__(self, job: StockJob, audio_path: Path, size: int) -> None:
+    def __init__(self, job: StockJob, size: int) -> None:
         import multiprocessing
 
         self._job = job
-        self._audio_path = audio_path
         self._size = size
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(STOCK_PRELOAD)
@@ -95,8 +95,7 @@ class StockPool:
 
     async def _spawn(self) -> None:
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_call_process, args=(theirs, self._job.to_json(),
-                                                              str(self._audio_path)),
+        proc = self._ctx.Process(target=_call_process, args=(theirs, self._job.to_json()),
                                  name="stock-agent-call", daemon=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, proc.start)
@@ -112,10 +111,13 @@ class StockPool:
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
-    async def run_call(self, call_id: str, scenario: dict[str, Any]) -> StockCall:
+    async def run_call(self, call_id: str, scenario: dict[str, Any], line: Any) -> StockCall:
+        """One call in a prepared process; ``line``: the caller's ``LineAddress``."""
         proc, conn = await self._ready.get()
         self._replace()
-        conn.send({"call_id": call_id, "scenario": scenario, "admitted_at": time.time()})
+        conn.send({"call_id": call_id, "scenario": scenario, "admitted_at": time.time(),
+                   "line": {"host": line.host, "port": line.port, "call_id": line.call_id,
+                            "token": line.token}})
         loop = asyncio.get_running_loop()
         try:
             data = await loop.run_in_executor(None, conn.recv)
@@ -183,17 +185,17 @@ def _turns(messages: list[Any], marks: list[Any]) -> list[dict[str, Any]]:
     return turns
 
 
-async def _run_call(job: StockJob, vad: Any, request: dict[str, Any], voice: Any) -> Any:
+async def _run_call(job: StockJob, vad: Any, request: dict[str, Any]) -> Any:
     from livekit.agents import Agent
     from livekit.agents.llm import ChatMessage
     from livekit.agents.utils import http_context
 
+    from voice_ai.pipeline.line import LineAddress, LineTransport
     from voice_ai.pipeline.scenario import Scenario
-    from voice_ai.pipeline.simulated import SimulatedCaller
 
     admitted = float(request["admitted_at"])
     scenario = Scenario.model_validate(request["scenario"])
-    caller = SimulatedCaller(scenario, voice)
+    caller = LineTransport(LineAddress(**request["line"]))
     messages: list[ChatMessage] = []
     error, setup_s = "", None
     async with http_context.open():
@@ -226,18 +228,15 @@ async def _run_call(job: StockJob, vad: Any, request: dict[str, Any], voice: Any
             "scenario_turns": len(scenario.turns), "unanswered": unanswered}
 
 
-async def _serve_one(conn: Any, job: StockJob, audio_path: Path, vad: Any) -> None:
+async def _serve_one(conn: Any, job: StockJob, vad: Any) -> None:
     import psutil
 
-    from benchmarks.prerender import load_audio
-
-    voice = load_audio(audio_path)
     conn.send(_READY)
     request = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
     me = psutil.Process()
     peak = [me.memory_full_info().uss]
     sampler = asyncio.create_task(_sample_uss(me, peak.append))
-    record = await _run_call(job, vad, request, voice)
+    record = await _run_call(job, vad, request)
     sampler.cancel()
     peak.append(me.memory_full_info().uss)
     ours = sorted(m for m in sys.modules if m.startswith(("voice_ai", "actors")))
@@ -251,15 +250,17 @@ async def _sample_uss(me: Any, add: Callable[[int], None]) -> None:
         add(me.memory_full_info().uss)
 
 
-def _call_process(conn: Any, job_json: str, audio_path: str) -> None:
+def _call_process(conn: Any, job_json: str) -> None:
     """One stock call process (forked from the forkserver): prewarm, one call, exit."""
     from livekit.plugins import silero
+
+    import voice_ai.pipeline.line  # noqa: F401  # the caller's line, ready as a room client is
 
     job = StockJob(**json.loads(job_json))
     # LiveKit's prewarm: the VAD loaded before the process takes a job
     vad = silero.VAD.load(min_silence_duration=job.vad_silence_s)
     try:
-        asyncio.run(_serve_one(conn, job, Path(audio_path), vad))
+        asyncio.run(_serve_one(conn, job, vad))
     finally:
         conn.close()
         os._exit(0)  # do not wait for plugin threads: the record is out

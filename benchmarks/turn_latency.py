@@ -3,6 +3,7 @@ caller speech -> first agent audio, through the whole Ray system.
 
     python -m benchmarks.turn_latency                 # 1 call of scenarios/bench/long_call.yaml
     python -m benchmarks.turn_latency --make-run      # the 3 concurrent calls of `make run`
+    python -m benchmarks.turn_latency --must-show     # both, one system start (make bench)
     python -m benchmarks.turn_latency --calls N --rounds R --scenario FILE --json OUT
 
 Prints per-stage numbers, the machine's load average before and after, and the JSON.
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from benchmarks.stats import summary
 from deployments.local import LocalSystem
-from voice_ai.config import load_settings
+from voice_ai.config import Settings, load_settings
 from voice_ai.pipeline.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,20 +45,49 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "bench" / "long_call.yaml"))
     parser.add_argument("--make-run", action="store_true",
                         help="the 3 concurrent calls of `make run` (every scenario in turn)")
+    parser.add_argument("--must-show", action="store_true",
+                        help="1 call (--scenario), then the 3 calls of `make run`, one system")
     parser.add_argument("--json", dest="json_path", default=None)
     args = parser.parse_args(argv)
     console = Console()
-    settings = load_settings()
-    scenarios = (make_run_scenarios(3) if args.make_run
-                 else [load_scenario(args.scenario)] * args.calls)
+    # the project's settings (embedded default), on ports nobody else is using
+    settings = load_settings().model_copy(update={"http_port": free_port(),
+                                                  "internal_http_port": free_port()})
+    runs = ([("1 call", [load_scenario(args.scenario)], 1),
+             ("make run", make_run_scenarios(3), 1)] if args.must_show else
+            [("make run" if args.make_run else f"{args.calls} call(s)",
+              make_run_scenarios(3) if args.make_run
+              else [load_scenario(args.scenario)] * args.calls, args.rounds)])
+    results: list[dict[str, object]] = []
+    with LocalSystem(settings, console=console) as system:
+        for label, scenarios, rounds in runs:
+            results.append(_measure(console, system, settings, label, scenarios, rounds,
+                                    args.make_run or label == "make run"))
+    result: dict[str, object] = results[0] if len(results) == 1 else {
+        "benchmark": "turn_latency", "mode": "must-show", "runs": results}
+    print(json.dumps(result, indent=2))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _measure(console: Console, system: LocalSystem, settings: Settings, label: str,
+             scenarios: list[Scenario], rounds: int, make_run: bool) -> dict[str, object]:
     load_before = os.getloadavg()
     records = []
-    with LocalSystem(settings, console=console) as system:
-        for r in range(args.rounds):
-            console.print(f"round {r + 1}/{args.rounds}: {len(scenarios)} call(s)")
-            records += system.run_calls(scenarios)
+    for r in range(rounds):
+        console.print(f"{label}, round {r + 1}/{rounds}: {len(scenarios)} call(s)")
+        records += system.run_calls(scenarios)
     turns = [t for rec in records for t in rec.turns]
-    expected = sum(len(s.turns) for s in scenarios) * args.rounds
+    expected = sum(len(s.turns) for s in scenarios) * rounds
     answered = sum(1 for t in turns if t.e2e_s is not None)
 
     def col(name: str) -> list[float]:
@@ -65,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     result: dict[str, object] = {
         "benchmark": "turn_latency",
-        "mode": "make-run" if args.make_run else "calls",
+        "mode": "make-run" if make_run else "calls", "label": label,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": psutil.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
@@ -83,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "turns_unanswered": max(0, expected - answered),
         **{stage: summary(col(stage)) for stage in STAGES},
     }
-    table = Table(title=f"Response latency, embedded default (seconds), load average "
+    table = Table(title=f"{label}: response latency, embedded default (seconds), load average "
                         f"{load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     for c in ("stage", "n", "avg", "p50", "p95", "max"):
         table.add_column(c, justify="right")
@@ -94,11 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             cells = (f"{s[k]:.3f}" for k in ("avg", "p50", "p95", "max"))
             table.add_row(stage, str(s["n"]), *cells)
     console.print(table)
-    console.print(f"calls completed {result['completed']}/{result['calls']}, turns unanswered "
-                  f"{result['turns_unanswered']} of {expected}")
-    print(json.dumps(result, indent=2))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=2))
+    console.print(f"{label}: calls completed {result['completed']}/{result['calls']}, turns "
+                  f"unanswered {result['turns_unanswered']} of {expected}")
     return result
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from livekit.agents.llm import ChatMessage
 
-from benchmarks.analysis import side_summary, unanswered_turns
-from benchmarks.capacity import capacity_of
+from benchmarks.analysis import answered_e2e, side_summary, unanswered_turns
+from benchmarks.capacity import capacity_of, sweep
 from benchmarks.procstats import TreeUsage
 from benchmarks.profiling import area_of, summarise
 from benchmarks.stock_agent import _turns
@@ -33,6 +33,10 @@ def test_unanswered_turns_count_lines_without_a_reply() -> None:
     # heard nothing after its line
     early = record([2.3, 0.9], error="agent did not answer caller turn(s) [0]")
     assert unanswered_turns(early, expected=2) == 1
+    # one line answered twice: the extra turn has no caller mark of its own
+    twice = record([0.8, 0.7, 1.9]) | {"scenario_turns": 2}
+    assert unanswered_turns(twice, expected=2) == 0
+    assert answered_e2e(twice) == [0.8, 0.7]
 
 
 def test_side_summary_counts_every_expected_line() -> None:
@@ -59,6 +63,43 @@ def test_capacity_is_the_last_level_before_the_first_failure() -> None:
     cap = capacity_of(steps, "ours")
     assert cap["calls"] == 4 and cap["e2e_p95_ms"] == 1100
     assert capacity_of([_step(2, 900, unanswered=1)], "ours")["calls"] == 0
+
+
+class _Side:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _FakeRun:
+    """Plays a sweep: each side's p95 at a level from a table; records who ran in which order."""
+
+    def __init__(self, p95: dict[str, dict[int, float]]) -> None:
+        self.p95 = p95
+        self.ran: list[tuple[int, list[str]]] = []
+        self.args = type("Args", (), {"profile": "realistic"})()
+
+    def phase(self, sides: list[_Side], phase: Any, profile: str) -> dict[str, Any]:
+        self.ran.append((phase.calls, [s.name for s in sides]))
+        return {s.name: {"e2e_ms": {"p95": self.p95[s.name][phase.calls]},
+                         "turns_unanswered": 0, "cpu_core_s_per_call_minute": 1.0,
+                         "memory_per_call_uss_mb": {"avg": 90.0}} for s in sides}
+
+
+def test_sweep_alternates_sides_stops_each_at_its_failure_and_runs_through_a_level() -> None:
+    run = _FakeRun({"ours": {4: 900, 8: 1600, 12: 1700, 16: 1800},
+                    "stock": {4: 1600, 8: 1400, 12: 1300, 16: 1200}})
+    out = sweep(run, [_Side("ours"), _Side("stock")], [4, 8, 12, 16], (), 2, through=8)
+    # both run level 8 although stock failed at 4 (must-show reads its 8-call figure there);
+    # the side going first alternates; after 8 both have failed and the sweep stops
+    assert run.ran == [(4, ["ours", "stock"]), (8, ["stock", "ours"])]
+    assert out["stopped_by"] == "slo"
+    assert out["ours"]["calls"] == 4 and out["stock"]["calls"] == 0
+    # a side that never failed: its capacity is only a lower bound, and says so
+    run = _FakeRun({"ours": {4: 900, 8: 1000}, "stock": {4: 1600, 8: 1600}})
+    out = sweep(run, [_Side("ours"), _Side("stock")], [4, 8], (), 2)
+    assert run.ran == [(4, ["ours", "stock"]), (8, ["ours"])]
+    assert out["ours"]["calls"] == 8 and "bounded_by" in out["ours"]
+    assert "ours_over_stock" not in out  # no ratio against a capacity of 0
 
 
 def test_profile_summary_attributes_samples_to_areas() -> None:
