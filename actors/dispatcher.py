@@ -38,6 +38,7 @@ from voice_ai.calls.ports import (
     CallEnd,
     CallTicket,
     ProcessStats,
+    ResumeReport,
 )
 from voice_ai.config import Settings
 from voice_ai.pipeline.specs import CallSpec
@@ -174,6 +175,14 @@ class RayCallActor:
         end: CallEnd = await self._call("wait_end", call_id)
         return end
 
+    async def resume(self, ticket: CallTicket) -> ResumeReport:
+        report: ResumeReport = await self._call("resume", ticket)
+        return report
+
+    async def hand_over(self, call_id: str) -> bool:
+        handed: bool = await self._call("hand_over", call_id)
+        return handed
+
     async def info(self) -> ActorInfo:
         info: ActorInfo = await self._call("info")
         return info
@@ -198,7 +207,8 @@ class RayCallActors:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def create(self, ticket: CallTicket | None = None) -> RayCallActor:
+    def create(self, ticket: CallTicket | None = None, *,
+               avoid_nodes: frozenset[str] = frozenset()) -> RayCallActor:
         from actors.call_actor import CallActor  # preloaded off the loop (see above)
 
         s = self._settings
@@ -208,7 +218,7 @@ class RayCallActors:
             num_cpus=s.call_actor_num_cpus, memory=s.call_actor_memory_mb * 1024 * 1024,
             resources=call_actor_resources(s),
             scheduling_strategy="SPREAD" if s.call_actor_placement == "spread" else "DEFAULT",
-            runtime_env=CALL_ACTOR_RUNTIME_ENV,
+            runtime_env=CALL_ACTOR_RUNTIME_ENV, **_avoiding(avoid_nodes),
         ).remote(s, name, ticket)
         return RayCallActor(handle, name)
 
@@ -223,6 +233,13 @@ class RayCallActors:
             return_exceptions=True)
         return [RayCallActor(h, n) for n, h in zip(names, handles, strict=True)
                 if not isinstance(h, BaseException)]  # gone since the listing
+
+
+def _avoiding(nodes: frozenset[str]) -> dict[str, Any]:
+    """Actor options keeping a new call actor off ``nodes`` (draining): Ray's node labels."""
+    if not nodes:
+        return {}
+    return {"label_selector": {"ray.io/node-id": f"!in({','.join(sorted(nodes))})"}}
 
 
 class _JournalPort:

@@ -3,14 +3,17 @@
 ``FakeCallActor`` runs the real ``CallHost``; only the process around it is simulated: it can
 be told to hang or fail in ``prepare`` / ``begin``, and to die (every wait on it then raises
 ``CallActorLost``, as a Ray actor whose process was SIGKILLed). A call lasts until the test
-ends it with ``finish`` (or ``auto_finish`` ends every call at once).
+ends it with ``finish`` (or ``auto_finish`` ends every call at once). A resumed call's
+record holds its checkpoint's turns and one more; ``hand_over`` stops a call at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from voice_ai.calls.host import CallHost
 from voice_ai.calls.journal import AdmittedCall
@@ -21,7 +24,9 @@ from voice_ai.calls.ports import (
     CallTicket,
     Durability,
     ProcessStats,
+    ResumeReport,
 )
+from voice_ai.pipeline.checkpoint import CallHandedOver, decode
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallDirection, CallRecord, EndReason, TurnTimings
 from voice_ai.webrtc.signalling import SdpAnswer
@@ -109,13 +114,26 @@ class _Runner:
         fut = self.ends.setdefault(spec.call_id, asyncio.get_running_loop().create_future())
         if self.actor.auto_finish is not None and not fut.done():
             fut.set_result(self.actor.auto_finish)
-        reason = await fut
-        return CallRecord(call_id=spec.call_id, direction=CallDirection.SIMULATED,
-                          started_at=spec.admitted_at, ended_at=spec.admitted_at + 1,
-                          end_reason=reason, node_id=self.actor.node_id,
-                          warm_start=spec.warm,
-                          turns=(TurnTimings(index=0, ended_speaking_at=spec.admitted_at,
-                                             e2e_s=0.5),))
+        host = self.actor.host
+        before: tuple[TurnTimings, ...] = ()
+        if spec.resume is not None and spec.resume.checkpoint is not None:
+            before = decode(spec.resume.checkpoint, call_id=spec.call_id).turns
+        host.listening(time.time())
+        handover = asyncio.ensure_future(host.handover.wait())
+        try:
+            waits: list[asyncio.Future[Any]] = [fut, handover]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            handover.cancel()
+        turns = (*before, TurnTimings(index=len(before), ended_speaking_at=spec.admitted_at,
+                                      e2e_s=0.5))
+        record = CallRecord(call_id=spec.call_id, direction=CallDirection.SIMULATED,
+                            started_at=spec.admitted_at, ended_at=spec.admitted_at + 1,
+                            end_reason=fut.result() if fut.done() else EndReason.CALLER_HANGUP,
+                            node_id=self.actor.node_id, warm_start=spec.warm, turns=turns)
+        if not fut.done():
+            raise CallHandedOver(record)
+        return record
 
 
 class FakeCallActor:
@@ -189,6 +207,22 @@ class FakeCallActor:
         assert isinstance(end, CallEnd)
         return end
 
+    async def resume(self, ticket: CallTicket) -> ResumeReport:
+        await self._alive()
+        if self.begin_mode == "hang":
+            await self._or_die(asyncio.ensure_future(asyncio.Event().wait()))
+        if ticket.spec.resume is not None and ticket.spec.resume.checkpoint is not None:
+            decode(ticket.spec.resume.checkpoint, call_id=ticket.call_id)  # refuses bad ones
+        self.host.begin(ticket, self.runner)
+        report = await self._or_die(asyncio.ensure_future(
+            self.host.wait_listening(ticket.call_id)))
+        assert isinstance(report, ResumeReport)
+        return report
+
+    async def hand_over(self, call_id: str) -> bool:
+        await self._alive()
+        return self.host.hand_over(call_id)
+
     async def info(self) -> ActorInfo:
         await self._alive()
         if self.slow_info is not None:  # e.g. still starting, or its loop is busy
@@ -230,8 +264,11 @@ class FakeFactory:
         self.created: list[FakeCallActor] = []
         self._ids = itertools.count(1)
 
-    def create(self, ticket: CallTicket | None = None) -> FakeCallActor:
-        actor = FakeCallActor(f"callactor-{next(self._ids)}", f"node-{len(self.created) % 2}",
+    def create(self, ticket: CallTicket | None = None, *,
+               avoid_nodes: frozenset[str] = frozenset()) -> FakeCallActor:
+        nodes = [n for n in (f"node-{(len(self.created) + i) % 2}" for i in range(2))
+                 if n not in avoid_nodes] or ["node-2"]
+        actor = FakeCallActor(f"callactor-{next(self._ids)}", nodes[0],
                               self.records, self.telemetry,
                               **self.actor_options)  # type: ignore[arg-type]
         self.created.append(actor)

@@ -14,7 +14,10 @@ The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) ow
 - **recovery** after a restart (``recover``): call actors do not belong to the dispatcher
   (they are detached and named), so a new dispatcher adopts them: idle ones back into the
   pool, running calls back into admission and supervision, ended ones recycled. Admissions
-  noted in the store with no record and no live actor are recorded as lost.
+  noted in the store with no record and no live actor are recorded as lost;
+- **resume** (with a ``Resumption``, ``voice_ai.calls.resume``): a call whose actor is lost,
+  or hands it over because its node drains, is carried on by another call actor from its
+  last checkpoint: same call id, same admission slot, one record.
 
 Every wait that crosses a process has a deadline (``DispatchPolicy``); a task exists per live
 call, one for refill, and a fixed number for the busy line: nothing grows without bound.
@@ -39,20 +42,25 @@ from voice_ai.calls.ports import (
     CallActorFactory,
     CallActorLost,
     CallActorPort,
+    CallEnd,
     CallTicket,
+    Durability,
     RecordSink,
     TelemetrySink,
     direction_of,
 )
+from voice_ai.calls.resume import ResumeEvent, ResumeFailed, ResumeStatus, Resumption
 from voice_ai.calls.warm_pool import Spare, WarmPool
 from voice_ai.config import Settings
 from voice_ai.pipeline.admission import AdmissionControl, Decision
+from voice_ai.pipeline.checkpoint import ResumeCause, SavedCheckpoint
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord, EndReason
 from voice_ai.store.call_store import PROVISIONAL_PREFIX
 from voice_ai.webrtc.signalling import OfferDecision, OfferResult, SdpAnswer
 
-__all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "RecoveryReport", "StartResult"]
+__all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "DrainReport", "RecoveryReport",
+           "StartResult"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
 LOST_ERROR = "call actor lost (node or process died)"
@@ -132,6 +140,17 @@ class DispatchStatus:
     busy_overflow_total: int
     active_call_ids: tuple[str, ...]
     recovery: RecoveryReport | None
+    resume: ResumeStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    """``drain_node``: what was on the node, and what is still there."""
+
+    node_id: str
+    spares_retired: int  # idle call actors of the node, stopped
+    handing_over: tuple[str, ...]  # calls asked to hand over at their next turn boundary
+    calls_left: tuple[str, ...]  # calls still running on the node
 
 
 @dataclass
@@ -155,8 +174,10 @@ class CallDispatch:
         *,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resumption: Resumption | None = None,
     ) -> None:
         self.policy = policy
+        self._resumption = resumption
         self._factory = factory
         self._records = records
         self._journal = journal
@@ -220,12 +241,13 @@ class CallDispatch:
                                 caller_masked=spec.caller_masked, warm_start=False)
             self._busy.submit(RejectedCall(record, spec.room))
             return StartResult(decision, call_id), None
-        spare = self._pool.take()
+        spare = self._pool.take(avoid=self._draining())
         warm = spare is not None
         ticket = CallTicket(replace(spec, admitted_at=admitted_at, warm=warm), key)
         if spare is None:  # a cold start: the new actor begins the call by itself (not a
             # browser call: its offer must be answered first)
-            spare = Spare(self._factory.create(None if offer else ticket), "")
+            spare = Spare(self._factory.create(None if offer else ticket,
+                                               avoid_nodes=self._draining()), "")
             self.actors_started += 1
         loop = asyncio.get_running_loop()
         call = _Call(ticket, spare, self._pool.call_started(spare), loop.create_future(),
@@ -270,25 +292,31 @@ class CallDispatch:
 
     # --- one call, from begin to recycling ----------------------------------------------------
     async def _supervise(self, call: _Call, *, begin: bool) -> None:
-        ticket, actor = call.ticket, call.spare.actor
+        ticket = call.ticket
         lost = True
         try:
             if begin:
                 await self._begin(call)
-            elapsed = max(0.0, self._wall() - ticket.spec.admitted_at)
-            end = await within(actor.wait_end(ticket.call_id),
-                               max(self.policy.call_deadline_s - elapsed, 0.001),
-                               f"call {ticket.call_id} on {actor.name}")
+            end = await self._follow(call)
             record, lost = end.record, False
         except CallActorLost as e:
             reason = self._cancelled.pop(ticket.call_id, None)
             record = (self._failed(ticket, reason, "cancelled: the call never connected")
                       if reason is not None else
                       self._failed(ticket, EndReason.NODE_LOST, f"{LOST_ERROR}: {e}"))
+        except ResumeFailed as e:  # lost (or handed over), and no call actor could carry it on
+            assert self._resumption is not None
+            self._resumption.failed(ticket.call_id, str(e))
+            record = replace(self._failed(ticket, EndReason.NODE_LOST,
+                                          f"{LOST_ERROR}; not resumed: {e}"),
+                             turns=self._resumption.turns_of(ticket.call_id))
         except DeadlineExceeded as e:
             record = self._failed(ticket, EndReason.TIMEOUT, str(e))
         except Exception as e:
             record = self._failed(ticket, EndReason.ERROR, f"{type(e).__name__}: {e}")
+        if self._resumption is not None:
+            self._resumption.forget(ticket.call_id)
+        actor = call.spare.actor  # the last one to carry the call
         if lost:  # the actor could not record its call: do it here, durable first
             self.actors_lost += 1
             actor.retire()
@@ -304,6 +332,151 @@ class CallDispatch:
             self._pool.call_finished(call.spare, reusable=True, completed=False)
         self._finish(ticket.call_id, call.done, record)
         self._kick_refill()
+
+    async def _follow(self, call: _Call) -> CallEnd:
+        """The call's end, under the call deadline; each time its actor is lost or hands it
+        over (a drain) the call is carried on by another (``_resume``) when it may be."""
+        ticket = call.ticket
+        while True:
+            actor = call.spare.actor
+            elapsed = max(0.0, self._wall() - ticket.spec.admitted_at)
+            try:
+                end = await within(actor.wait_end(ticket.call_id),
+                                   max(self.policy.call_deadline_s - elapsed, 0.001),
+                                   f"call {ticket.call_id} on {actor.name}")
+            except CallActorLost:
+                lost_at = self._wall()
+                res = self._resumption
+                if (res is None or not res.policy.enabled
+                        or ticket.call_id in self._cancelled):
+                    raise
+                await self._resume(call, ResumeCause.ACTOR_LOST, lost_at)
+                continue
+            if end.durability is not Durability.HANDED_OVER:
+                return end
+            if self._resumption is None:
+                raise ResumeFailed("handed over with no resume policy")
+            await self._resume(call, ResumeCause.DRAIN, self._wall())
+
+    async def _resume(self, call: _Call, cause: ResumeCause, lost_at: float) -> None:
+        """Carry the call on in another call actor from its last checkpoint, listening again
+        within the resume deadline, or raise ``ResumeFailed`` saying why."""
+        res = self._resumption
+        assert res is not None
+        old, call_id = call.spare, call.ticket.call_id
+        why = res.refusal(call.ticket.spec)
+        if why is not None:
+            raise ResumeFailed(why)
+        order = res.order(call_id, cause, lost_at, old.node_id)
+        ticket = CallTicket(replace(call.ticket.spec, resume=order), call.ticket.key)
+        limit = f"RESUME_DEADLINE_S={res.policy.deadline_s:g}"
+        while (left := res.deadline_left(lost_at)) > 0:
+            spare = (self._pool.take(avoid=self._draining() | {old.node_id})
+                     or self._pool.take(avoid=self._draining()))
+            if spare is None:
+                spare = await self._cold_spare(left, limit)
+                left = res.deadline_left(lost_at)
+            try:
+                report = await within(spare.actor.resume(ticket), max(left, 0.001),
+                                      f"resume on {spare.actor.name}")
+            except CallActorLost:  # it died too (its node may be the lost one): the next
+                spare.actor.retire()
+                self.actors_lost += 1
+                continue
+            except DeadlineExceeded:
+                spare.actor.retire()
+                raise ResumeFailed(f"not listening again within {limit}") from None
+            except Exception as e:  # refused: an unreadable checkpoint, the caller gone
+                spare.actor.retire()
+                raise ResumeFailed(f"{type(e).__name__}: {e}") from None
+            self._hand(call, to=spare, ticket=ticket, lost=cause is ResumeCause.ACTOR_LOST)
+            self._kick_refill()
+            if report.listening_at is not None:
+                await res.resumed(ResumeEvent(
+                    call_id, cause, order.attempt, lost_at, report.listening_at, old.node_id,
+                    report.node_id, report.turns_restored), self.policy.journal_timeout_s)
+            return
+        raise ResumeFailed(f"no call actor took the call within {limit}")
+
+    async def _cold_spare(self, left_s: float, limit: str) -> Spare:
+        """No warm actor: start one now (seconds) for a call being resumed."""
+        actor = self._factory.create(avoid_nodes=self._draining())
+        self.actors_started += 1
+        try:
+            info = await within(actor.prepare(), max(left_s, 0.001), f"prepare of {actor.name}")
+        except Exception as e:
+            actor.retire()
+            raise ResumeFailed(f"no warm call actor, and a new one was not ready within "
+                               f"{limit}: {type(e).__name__}") from None
+        return Spare(actor, info.node_id, info.calls_served)
+
+    def _hand(self, call: _Call, *, to: Spare, ticket: CallTicket, lost: bool) -> None:
+        """The call moves from its old actor (lost, or done with its part) to ``to``."""
+        old = call.spare
+        if lost:
+            self.actors_lost += 1
+        elif self._resumption is not None:
+            self._resumption.handed_over_total += 1
+        old.actor.retire()
+        if call.reusable:
+            self._pool.call_finished(old, reusable=True, completed=False)
+        call.spare, call.ticket = to, ticket
+        call.reusable = self._pool.call_started(to)
+
+    def _draining(self) -> frozenset[str]:
+        return self._resumption.draining if self._resumption is not None else frozenset()
+
+    # --- checkpoints and draining nodes ------------------------------------------------------
+    def checkpoint(self, saved: SavedCheckpoint) -> bool:
+        """A call actor's checkpoint after a turn: kept while its call is live."""
+        if self._resumption is None or saved.call_id not in self._calls:
+            return False
+        return self._resumption.note(saved)
+
+    async def drain_node(self, node_id: str) -> DrainReport:
+        """Stop new calls on ``node_id`` (no new call actor there, its idle ones retired) and
+        ask each of its calls to hand over at its next turn boundary. Idempotent."""
+        if self._resumption is None:
+            raise RuntimeError("draining needs the resume policy (RESUME_CALLS)")
+        self._resumption.drain(node_id)
+        spares = self._pool.remove_on(node_id)
+        for spare in spares:
+            spare.actor.retire()
+        on_node = await self._calls_on(node_id)
+        asked = await asyncio.gather(*(
+            within(c.spare.actor.hand_over(c.ticket.call_id), self.policy.reply_timeout_s,
+                   f"hand over on {c.spare.actor.name}") for c in on_node),
+            return_exceptions=True)
+        self._kick_refill()
+        handing = tuple(c.ticket.call_id for c, ok in zip(on_node, asked, strict=True)
+                        if ok is True)
+        logger.warning("node draining", extra={"node": node_id[:12], "spares_retired": len(
+            spares), "handing_over": len(handing)})
+        return DrainReport(node_id, len(spares), handing,
+                           tuple(c.ticket.call_id for c in on_node))
+
+    async def drain_status(self, node_id: str) -> DrainReport:
+        on_node = await self._calls_on(node_id)
+        return DrainReport(node_id, 0, (), tuple(c.ticket.call_id for c in on_node))
+
+    def undrain_node(self, node_id: str) -> bool:
+        """New call actors may go to ``node_id`` again."""
+        changed = self._resumption is not None and self._resumption.undrain(node_id)
+        if changed:
+            self._kick_refill()
+        return changed
+
+    async def _calls_on(self, node_id: str) -> list[_Call]:
+        """Live calls on ``node_id``; a cold-started actor's node is asked (it was unknown)."""
+        calls = list(self._calls.values())
+        unknown = [c for c in calls if not c.spare.node_id]
+        infos = await asyncio.gather(*(within(c.spare.actor.info(), self.policy.reply_timeout_s,
+                                              f"info of {c.spare.actor.name}") for c in unknown),
+                                     return_exceptions=True)
+        for call, info in zip(unknown, infos, strict=True):
+            if isinstance(info, ActorInfo):
+                call.spare.node_id = info.node_id
+        return [c for c in calls if c.spare.node_id == node_id]
 
     async def _begin(self, call: _Call) -> None:
         ticket, actor = call.ticket, call.spare.actor
@@ -419,7 +592,7 @@ class CallDispatch:
 
     async def _start_spare(self) -> bool:
         self._pool.starting += 1
-        actor = self._factory.create()
+        actor = self._factory.create(avoid_nodes=self._draining())
         self.actors_started += 1
         try:
             info = await within(actor.prepare(), self.policy.prepare_timeout_s,
@@ -521,6 +694,8 @@ class CallDispatch:
         spare = Spare(actor, info.node_id, info.calls_served)
         reusable = spare.calls < self._pool.max_calls
         self._pool.returning += reusable
+        if info.checkpoint is not None and self._resumption is not None:
+            self._resumption.note(info.checkpoint)  # the new dispatcher holds it again
         self._admission.adopt(ticket.key, ticket.call_id)
         call = _Call(ticket, spare, reusable, asyncio.get_running_loop().create_future())
         self._calls[ticket.call_id] = call
@@ -563,6 +738,7 @@ class CallDispatch:
             busy_overflow_total=self._busy.overflowed,
             active_call_ids=tuple(self._calls),
             recovery=self._recovery,
+            resume=self._resumption.status() if self._resumption is not None else None,
         )
 
     def actors(self) -> list[CallActorPort]:

@@ -3,7 +3,8 @@
 ``actors/`` implements them with Ray (a few lines a method); tests use in-memory ones
 (``tests/fakes/calls.py``). Values crossing a port are frozen dataclasses.
 
-    CallActorPort       one call actor: prepare, begin a call, wait for its end, info, reset
+    CallActorPort       one call actor: prepare, begin a call, wait for its end, info, reset;
+                        resume a call another actor began, hand its call over (drain)
     CallActorFactory    start a new call actor; list the ones that exist (after a restart)
     RecordSink          store a record durably (retries, then the local spool); never raises
     AdmissionJournal    note an admission in the store, list admissions that have no record
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from voice_ai.pipeline.checkpoint import SavedCheckpoint
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallDirection, CallRecord
 from voice_ai.webrtc.signalling import SdpAnswer
@@ -38,6 +40,7 @@ __all__ = [
     "Durability",
     "ProcessStats",
     "RecordSink",
+    "ResumeReport",
     "TelemetrySink",
     "UnfinishedCall",
     "direction_of",
@@ -76,6 +79,7 @@ class CallTicket:
 class Durability(StrEnum):
     STORED = "stored"  # committed to the store
     SPOOLED = "spooled"  # in this node's spool file, replayed when the store is back
+    HANDED_OVER = "handed_over"  # not stored here: another call actor carries the call on
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,18 @@ class ActorInfo:
     phase: ActorPhase
     ticket: CallTicket | None = None  # the current or last call (BUSY / ENDED)
     end: CallEnd | None = None  # ENDED only
+    checkpoint: SavedCheckpoint | None = None  # the call's latest (a new dispatcher keeps it)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReport:
+    """A call actor carrying on a call: when it listened to the caller again (unix s), or why
+    the call ended before that (``error``; its record is then stored by that actor)."""
+
+    node_id: str
+    listening_at: float | None
+    turns_restored: int = 0
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +149,20 @@ class CallActorPort(Protocol):
         ...
 
     async def wait_end(self, call_id: str) -> CallEnd:
-        """Return once the call ``call_id`` has ended and its record is durable. Any number of
-        waiters (a restarted dispatcher waits again)."""
+        """Return once the call ``call_id`` has ended and its record is durable (or, with
+        ``Durability.HANDED_OVER``, its part here is done). Any number of waiters (a restarted
+        dispatcher waits again)."""
+        ...
+
+    async def resume(self, ticket: CallTicket) -> ResumeReport:
+        """Carry on the call another actor began (``ticket.spec.resume``: its checkpoint):
+        rejoin its caller, restore, and return once listening. Raises (and takes nothing on)
+        when the checkpoint cannot be read or the caller cannot be reached."""
+        ...
+
+    async def hand_over(self, call_id: str) -> bool:
+        """Stop the running call ``call_id`` at its next turn boundary without hanging up
+        (``wait_end`` then says ``HANDED_OVER``). False if that call is not running here."""
         ...
 
     async def info(self) -> ActorInfo: ...
@@ -151,10 +179,11 @@ class CallActorPort(Protocol):
 
 
 class CallActorFactory(Protocol):
-    def create(self, ticket: CallTicket | None = None) -> CallActorPort:
-        """Start a new call actor (not prepared yet). With ``ticket`` (a cold start) it begins
-        that call by itself as soon as it is ready: nothing is lost if the dispatcher dies
-        while the actor starts."""
+    def create(self, ticket: CallTicket | None = None, *,
+               avoid_nodes: frozenset[str] = frozenset()) -> CallActorPort:
+        """Start a new call actor (not prepared yet), on none of ``avoid_nodes`` (draining).
+        With ``ticket`` (a cold start) it begins that call by itself as soon as it is ready:
+        nothing is lost if the dispatcher dies while the actor starts."""
         ...
 
     async def existing(self) -> Sequence[CallActorPort]:

@@ -51,9 +51,20 @@ class WarmPool:
     def spares(self) -> list[Spare]:
         return list(self._idle)
 
-    def take(self) -> Spare | None:
-        """A prepared actor for a new call, or None (the call then starts a cold one)."""
-        return self._idle.popleft() if self._idle else None
+    def take(self, avoid: frozenset[str] = frozenset()) -> Spare | None:
+        """A prepared actor for a new call, on none of the nodes in ``avoid`` (draining, or the
+        one a call was just lost on), or None (the call then starts a cold one)."""
+        for spare in self._idle:
+            if spare.node_id not in avoid:
+                self._idle.remove(spare)
+                return spare
+        return None
+
+    def remove_on(self, node_id: str) -> list[Spare]:
+        """Remove and return the idle actors on ``node_id`` (it is being drained)."""
+        gone = [s for s in self._idle if s.node_id == node_id]
+        self._idle = deque(s for s in self._idle if s.node_id != node_id)
+        return gone
 
     def add(self, spare: Spare) -> None:
         """A newly prepared (or adopted idle) actor."""
