@@ -64,6 +64,12 @@ class LocalSystem:
                          runtime_env=RUNTIME_ENV,
                          include_dashboard=self._dashboard, num_cpus=self._num_cpus,
                          log_to_driver=False)
+        with c.status("starting Serve"):
+            # before the pools: Serve gives its HTTP proxy 60 s to start and kills it after
+            # that; started while the pools and call actors load (a dozen worker processes on
+            # 2 cores, Ray starting two at a time) the proxy missed that on a busy machine
+            serve.start(http_options={"host": self.settings.http_host,
+                                      "port": self.settings.http_port})
         with c.status("starting provider pools (loading whisper, llama.cpp, piper) and "
                       f"{self.settings.warm_call_actors} warm call actors"):
             started = time.perf_counter()
@@ -71,8 +77,6 @@ class LocalSystem:
             c.print(f"pools ready in {time.perf_counter() - started:.1f}s")
         forward_logs(self.settings.ray_namespace)  # this driver's records go to the log files too
         with c.status(f"starting the HTTP app on :{self.settings.http_port}"):
-            serve.start(http_options={"host": self.settings.http_host,
-                                      "port": self.settings.http_port})
             serve.run(bind_gateway(self.settings), name=self.app_name,
                       route_prefix=self._route_prefix, blocking=False)
         from deployments.talk_routes import talk_url

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -85,5 +86,8 @@ def test_voice_ai_run_with_three_cloud_providers_completes_on_two_cores(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "pools ready in" in output
-    assert "completed: 1 turns" in output, output[-3000:]
+    # the call completed and the agent answered; how many turns the caller's one line makes
+    # is the STT's business (Deepgram may final a comma pause on its own: two turns)
+    assert re.search(r"call 1 \(opening_hours\) completed: [1-9]\d* turns", output), \
+        output[-3000:]
     assert time.monotonic() - started < 420
