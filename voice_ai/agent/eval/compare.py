@@ -4,8 +4,8 @@
 
 Per candidate: turns correct (all eval scenarios, plus the held-out ones), LLM time per turn
 (every LLM step and tool of the turn, as AgentSession ran them), CPU seconds per turn of this
-process, model load time and resident memory added. Run it alone on the machine (``/work/coord/
-heavy --exclusive`` here): the times are wall clock.
+process, model load time and resident memory added. Run it alone on the machine (nothing
+else busy): the times are wall clock.
 """
 
 from __future__ import annotations
