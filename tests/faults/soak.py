@@ -71,7 +71,7 @@ def run(out: dict[str, Any], root: Path, minutes: float, concurrency: int) -> No
             data_dir=root / "data", log_dir=root / "logs", db_path=root / "data" / "v.db",
             recordings_dir=root / "data" / "rec", backup_dir=root / "backups",
             ray_namespace=NAMESPACE, warm_call_actors=concurrency,
-            max_concurrent_calls=concurrency, call_actor_max_calls=100_000,
+            max_concurrent_calls=concurrency, call_actor_max_calls=10_000,
             greeting="Hello, this is Joe.", **sims.settings_overrides())
         scenario = load_scenario(SCENARIO)
         with LocalSystem(settings, num_cpus=2) as system:
