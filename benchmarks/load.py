@@ -47,7 +47,7 @@ SHORT = [ROOT / "scenarios" / n for n in ("opening_hours.yaml", "book_appointmen
 MODES = ("must-show", "one", "concurrent", "zero", "capacity", "profile", "smoke")
 SLO_P95_MS = 1500.0
 CAPACITY_LEVELS = "2,4,6,8,10,12,14,16,20,24"
-MUST_SHOW_LEVELS = "4,8,12,16,20"
+MUST_SHOW_LEVELS = "4,8,12,16"
 MUST_SHOW_CAPACITY_BUDGET_S = 780.0
 """must-show's whole run fits in ~25 minutes on 2 cores (make bench adds the embedded ~4)"""
 

@@ -9,6 +9,7 @@ where the time was spent (self), and by function on the stack (inclusive).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -95,13 +96,14 @@ def summarise(lines: Iterable[str], top: int = 15) -> dict[str, Any]:
 
 
 def _busiest_call_actor(wait_s: float = 60.0) -> int | None:
-    """The call actor using the most CPU over one second, once calls are running."""
+    """The call actor using the most CPU over one second, once calls are running (by CPU, not
+    by title: Ray resets a busy async actor's title whenever another of its methods ends)."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         actors = []
         for p in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(p.info["cmdline"] or [])
-            if CALL_ACTOR_MARKER in cmd and "run_call" in cmd:
+            if cmd.startswith(CALL_ACTOR_MARKER):
                 actors.append(p)
         if actors:
             for p in actors:
@@ -119,6 +121,32 @@ def _busiest_call_actor(wait_s: float = 60.0) -> int | None:
     return None
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """``{tid: (thread name, CPU seconds)}`` of a process (native threads included: Ray's
+    core worker, gRPC, onnxruntime are invisible to py-spy's Python stacks)."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def threads_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                 seconds: float) -> list[dict[str, Any]]:
+    """CPU share of a core by thread name between two ``thread_cpu`` snapshots."""
+    used: Counter[str] = Counter()
+    for tid, (name, cpu) in after.items():
+        used[re.sub(r"\d+$", "", name) or name] += cpu - before.get(tid, (name, 0.0))[1]
+    return [{"thread": k, "core_share": round(v / max(seconds, 1e-9), 3)}
+            for k, v in used.most_common(12) if v > 0]
+
+
 def _py_spy() -> str | None:
     local = Path(sys.executable).with_name("py-spy")
     return str(local) if local.exists() else shutil.which("py-spy")
@@ -130,7 +158,7 @@ def profile_calls(run: Any, ours: Any, phase: Phase, profile: str,
     out_file = Path(run.args.out or "benchmarks/results/profile").with_suffix(".pyspy.txt")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     spy = _py_spy()
-    recorded: dict[str, Any] = {"pid": None, "error": None}
+    recorded: dict[str, Any] = {"pid": None, "error": None, "threads": []}
 
     def record() -> None:
         if spy is None:
@@ -142,10 +170,12 @@ def profile_calls(run: Any, ours: Any, phase: Phase, profile: str,
         if pid is None:
             recorded["error"] = "no busy call actor found"
             return
+        before, t0 = thread_cpu(pid), time.monotonic()
         proc = subprocess.run(
             [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
              "--format", "raw", "--nonblocking", "--output", str(out_file)],
             capture_output=True, text=True, check=False)
+        recorded["threads"] = threads_used(before, thread_cpu(pid), time.monotonic() - t0)
         if proc.returncode != 0:
             recorded["error"] = proc.stderr[-500:]
 
@@ -159,6 +189,7 @@ def profile_calls(run: Any, ours: Any, phase: Phase, profile: str,
     minutes = side["call_minutes"] or 1.0
     summary: dict[str, Any] = {"py_spy_pid": recorded["pid"], "py_spy_error": recorded["error"],
                                "py_spy_file": str(out_file), "seconds": seconds,
+                               "call_actor_threads": recorded["threads"],
                                "cpu_core_s_by_process": side["cpu_core_s_by_process"],
                                "call_actor_core_s_per_call_minute": round(
                                    sum(call_kind.values()) / minutes, 3)}

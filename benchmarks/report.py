@@ -143,6 +143,9 @@ def _profile(console: Console, prof: dict[str, Any]) -> None:
     console.print(f"call actors: {prof['call_actor_core_s_per_call_minute']} core-s per "
                   f"call-minute; py-spy on pid {prof['py_spy_pid']} "
                   f"({prof.get('samples', 0)} samples) {prof['py_spy_error'] or ''}")
+    if prof.get("call_actor_threads"):
+        console.print("  threads (share of a core): " + ", ".join(
+            f"{t['thread']} {t['core_share']:.3f}" for t in prof["call_actor_threads"]))
     for key in ("by_area", "self", "inclusive"):
         for row in prof.get(key, [])[:12]:
             console.print(f"  {key:9} {row['share']:6.1%}  {row['what']}")
