@@ -1,17 +1,20 @@
 """The call page in a real browser: Debian's Chromium, headless, a WAV file as its microphone.
 
-The page is served by the talk routes; the call runs on the embedded default (whisper, the
-local LLM, Piper) over the WebRTC transport, like a call actor runs it. Asserts what a person
-at the page would see and hear: their words in the transcript (heard by STT, not scripted),
-agent audio measured by the page's analyser on the remote track, and the call stored as
-completed. Measures end of caller speech -> first agent audio as the browser hears it.
+The page is the running system's (the shared ``local_system``: Serve's /talk, the dispatcher
+admits the offer, a warm call actor answers it and runs the call on the embedded default:
+whisper, the receptionist, Piper). Asserts what a person at the page would see and hear: their
+words in the transcript (heard by STT, not scripted), agent audio measured by the page's
+analyser on the remote track, and the call stored as completed. Measures end of caller speech
+-> first agent audio as the browser hears it.
 
     .venv/bin/python -m pytest -s tests/test_talk_chromium.py   # prints TALK_LATENCY {...}
     UPDATE_DOCS_SCREENSHOT=1 ...                                # also refreshes docs/talk_page.png
+    # several calls on one system start: add --keep-duplicates and repeat the path
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -21,17 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents import tts
+import ray
 
 from tests.chromium import Chromium, chromium_binary
-from tests.talk_harness import InProcessTalkCalls, serve_talk_page
 from voice_ai.audio import pcm_of, resample_pcm, silence
 from voice_ai.config import Settings
-from voice_ai.pipeline.specs import CallSpec
-from voice_ai.pipeline.transport import CallTransport
-from voice_ai.records import CallRecord
+from voice_ai.providers.factory import build_tts_engine, tts_frame_ms
+from voice_ai.providers.local.piper import PiperTTS
 
 pytestmark = [
+    pytest.mark.ray,
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(chromium_binary() is None,
@@ -45,9 +47,12 @@ WAV_RATE = 48_000
 LEAD_SILENCE_S = 6.0  # the page connects and the agent greets before the caller speaks
 
 
-async def _caller_wav(path: Path, voice: tts.TTS[Any]) -> float:
+async def _caller_wav(path: Path) -> float:
     """The caller's microphone: silence, the line spoken by Piper, then silence. Returns the
     second at which the caller stops speaking, from the start of the file."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    engine = build_tts_engine(settings)
+    voice = PiperTTS(engine, frame_ms=tts_frame_ms(settings, engine.sample_rate))
     async with voice.synthesize(CALLER_LINE) as stream:
         pcm = pcm_of([event.frame async for event in stream])
     speech = resample_pcm(pcm, voice.sample_rate, WAV_RATE)
@@ -59,39 +64,32 @@ async def _caller_wav(path: Path, voice: tts.TTS[Any]) -> float:
     return LEAD_SILENCE_S + len(speech) / 2 / WAV_RATE
 
 
-def _stored(db: Path, call_id: str) -> tuple[str, str, str, int]:
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT outcome, end_reason, direction FROM calls WHERE call_id = ?",
-                           (call_id,)).fetchone()
-        turns = conn.execute("SELECT COUNT(*) FROM turns WHERE call_id = ?",
-                             (call_id,)).fetchone()[0]
-    assert row is not None, f"call {call_id} not in the store"
-    return row[0], row[1], row[2], int(turns)
+async def _stored(db: Path, call_id: str, timeout_s: float = 30) -> tuple[str, str, str, int]:
+    """The call's (outcome, end_reason, direction, turns) once the store writer has it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT outcome, end_reason, direction FROM calls "
+                               "WHERE call_id = ?", (call_id,)).fetchone()
+            turns = conn.execute("SELECT COUNT(*) FROM turns WHERE call_id = ?",
+                                 (call_id,)).fetchone()[0]
+        if row is not None:
+            return row[0], row[1], row[2], int(turns)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"call {call_id} never reached the store")
 
 
-async def test_a_browser_calls_the_agent_through_the_page(tmp_path: Path) -> None:
-    from tests.engines import local_call_providers
-    from voice_ai.pipeline.session import CallSession
-    from voice_ai.store.call_store import CallStore
-
-    settings = Settings(_env_file=None, db_path=tmp_path / "voice_ai.db",  # type: ignore[call-arg]
-                        data_dir=tmp_path, log_dir=tmp_path / "logs")
-    providers, voice = await local_call_providers(settings)
-    store = CallStore(settings.db_path)
-
-    async def run_call(spec: CallSpec, transport: CallTransport) -> CallRecord:
-        session = CallSession(settings, providers, call_id=spec.call_id)
-        return await session.run(transport, admitted_at=spec.admitted_at)
-
-    calls = InProcessTalkCalls(settings, run_call, store.write_call)
+async def test_a_browser_calls_the_agent_through_the_page(
+    tmp_path: Path, local_system: Any, system_settings: Any
+) -> None:
     wav = tmp_path / "caller.wav"
-    await _caller_wav(wav, voice)
+    await _caller_wav(wav)
+    base = f"http://127.0.0.1:{system_settings.http_port}"
     started = time.monotonic()
-    async with serve_talk_page(settings, calls) as base, \
-            Chromium.launch(f"{base}/talk", mic_wav=wav) as page:
+    async with Chromium.launch(f"{base}/", mic_wav=wav) as page:  # / redirects to /talk
         await page.wait_for("document.readyState === 'complete' && !!window.talk", timeout_s=10)
         await page.evaluate("document.querySelector('#call').click()", user_gesture=True)
-        await page.wait_for("window.talk.state === 'connected'", timeout_s=10)
+        await page.wait_for("window.talk.state === 'connected'", timeout_s=15)
         said = await page.wait_for(
             "window.talk.transcript.filter(l => l.role === 'caller').map(l => l.text).join(' ')",
             timeout_s=25)
@@ -109,8 +107,6 @@ async def test_a_browser_calls_the_agent_through_the_page(tmp_path: Path) -> Non
         await page.wait_for("window.talk.state === 'ended'", timeout_s=5)
         png = await page.screenshot()
         call_id = await page.evaluate("window.talk.callId")
-        await calls.wait_idle(15)
-    store.close()
 
     latency = {
         "heard_ms": heard, "agent_e2e_ms": [t["e2e_ms"] for t in turns],
@@ -124,10 +120,16 @@ async def test_a_browser_calls_the_agent_through_the_page(tmp_path: Path) -> Non
     assert peak_db > -30, f"agent audio at the browser peaked at {peak_db} dBFS"
     assert 0 < heard[0] < 5_000
     assert turns[0]["providers"] == {"stt": "whisper", "llm": "local", "tts": "piper"}
-    outcome, end_reason, direction, stored_turns = _stored(settings.db_path, call_id)
+    outcome, end_reason, direction, stored_turns = await _stored(system_settings.db_path,
+                                                                 call_id)
     assert (outcome, end_reason, direction) == ("completed", "caller_hangup", "webrtc")
     assert stored_turns >= 1
-    assert calls.active == 0
+    for _ in range(50):  # its admission slot is free again once the dispatcher hears the end
+        status = ray.get(local_system.handles.dispatcher.status.remote(), timeout=30)
+        if call_id not in status["active_call_ids"]:
+            break
+        await asyncio.sleep(0.2)
+    assert call_id not in status["active_call_ids"]
 
     assert png.startswith(b"\x89PNG") and len(png) < 300_000
     (tmp_path / "talk_page.png").write_bytes(png)

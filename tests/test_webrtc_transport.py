@@ -119,7 +119,7 @@ async def test_barge_in_stops_the_agent_at_the_browser() -> None:
         assert sent_s < 2.0  # 3 s were queued: the rest was dropped
         heard_s = await _heard_until_quiet(browser)
         assert heard_s > 0, "the agent was never heard"
-        # what was sent arrives (Opus adds at most a frame of tail), nothing queued after it
+        # what was sent arrives, nothing queued after it (60 ms: a frame in the encoder, Opus tail)
         assert heard_s <= sent_s + 0.06, (
             f"the browser heard {heard_s:.2f} s of agent audio, only {sent_s:.2f} s was sent "
             "before the barge-in")
