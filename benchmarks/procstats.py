@@ -123,7 +123,9 @@ class ProcessSampler:
         for p in self._procs.values():
             kind = process_kind(p.label)
             if self._kind_marker is not None and p.call_kind:
-                kind += " (its call)" if self._served_call(p) else " (warm spare)"
+                # the split is a hint: Ray resets a busy actor's title whenever another of
+                # its methods ends, so a call actor can run a call and never be seen doing so
+                kind += " (seen in a call)" if self._served_call(p) else " (not seen in a call)"
             by_kind[kind] = by_kind.get(kind, 0.0) + p.cpu_last_s - p.cpu_start_s
         return TreeUsage(cpu_s_by_kind=dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
                          cpu_s=cpu, wall_s=time.time() - self._started,
