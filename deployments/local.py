@@ -5,6 +5,7 @@ Used by ``voice-ai run``, the tests' end-to-end fixtures and the benchmarks.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,10 +24,21 @@ from deployments.app import bind_gateway
 from deployments.ray_dispatch import CallNotFinished, wait_for_record
 from voice_ai.calls.dispatch import StartResult
 from voice_ai.config import Settings
+from voice_ai.observability.logs import ForwardingHandler
 from voice_ai.pipeline.admission import Decision
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallRecord
+
+
+def stop_log_forwarding() -> None:
+    """Remove this process's log forwarding to the hub (``forward_logs``), flushing it first.
+    Before ``ray.shutdown()``: a record sent after it makes Ray start a new local cluster,
+    which then crashes the interpreter at exit (rc 139)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, ForwardingHandler)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 class LocalSystem:
@@ -91,6 +103,7 @@ class LocalSystem:
             teardown_system(self.settings)
             return
         try:
+            stop_log_forwarding()  # else its flush thread, finding no Ray, starts a new one
             serve.shutdown()
         finally:
             ray.shutdown()
