@@ -174,3 +174,18 @@ async def test_a_spare_is_taken_off_the_lost_node_when_it_can_be() -> None:
     assert world.factory.running(call_id).node_id != lost.node_id
     world.factory.running(call_id).finish(call_id)
     assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
+async def test_while_calls_are_live_one_actor_is_kept_idle_for_a_resume() -> None:
+    world = ResumeWorld(warm_target=1)
+    d = await ready(world)
+    (call_id,) = await world.start()
+    await settle()
+    assert d.status().warm_ready == 1  # its own actor will come back, and one waits besides
+    first = world.factory.running(call_id)
+    first.die()
+    await settle()
+    second = world.factory.running(call_id)
+    assert second.prepared and not second.retired  # a warm one took the call at once
+    second.finish(call_id)
+    assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED

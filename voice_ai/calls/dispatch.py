@@ -423,6 +423,12 @@ class CallDispatch:
         call.spare, call.ticket = to, ticket
         call.reusable = self._pool.call_started(to)
 
+    def _reserve(self) -> int:
+        """While calls are live and may be resumed, one idle call actor is kept for a resume:
+        a cold one takes seconds to start, a warm one rejoins at once."""
+        res = self._resumption
+        return 1 if res is not None and res.policy.enabled and self._calls else 0
+
     def _draining(self) -> frozenset[str]:
         return self._resumption.draining if self._resumption is not None else frozenset()
 
@@ -577,7 +583,7 @@ class CallDispatch:
 
     async def _refill_loop(self) -> None:
         backoff, failed_rounds = self.policy.refill_backoff_s, 0
-        while (n := self._pool.to_start(busy=bool(self._calls))) > 0:
+        while (n := self._pool.to_start(busy=bool(self._calls), reserve=self._reserve())) > 0:
             ok = await asyncio.gather(*(self._start_spare() for _ in range(n)))
             if all(ok):
                 backoff, failed_rounds = self.policy.refill_backoff_s, 0

@@ -101,9 +101,10 @@ class WarmPool:
         self._idle = deque(s for s in self._idle if s.idle_since >= idle_before)
         return stale
 
-    def to_start(self, *, busy: bool) -> int:
-        """How many actors to start now."""
-        floor = self.target // 2
+    def to_start(self, *, busy: bool, reserve: int = 0) -> int:
+        """How many actors to start now. ``reserve``: idle actors to keep whatever comes back
+        (a call whose actor dies is resumed on an idle one: its own never comes back)."""
+        floor = max(self.target // 2, reserve)
         missing = max(self.target - self.idle - self.returning, floor - self.idle)
         missing -= self.starting
         if missing <= 0:
