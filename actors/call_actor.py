@@ -8,6 +8,10 @@ returns at once and the call runs here to its end; then the actor stores the rec
 (the store, or this node's spool), reports ``CALL_END``, and answers ``wait_end`` to whichever
 dispatcher asks. ``info`` lets a restarted dispatcher adopt it. After a completed call the
 dispatcher ``reset``s it back into the warm pool (up to CALL_ACTOR_MAX_CALLS calls).
+
+After each turn the call's checkpoint goes to the dispatcher (fire-and-forget): when this
+actor dies, another one ``resume``s the call from it; ``hand_over`` (a drain) stops the call
+here at its next turn boundary without hanging up (``voice_ai.calls.resume``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from actors.appointments_client import AppointmentsClient
 from actors.breaker_registry import RayBoard
 from actors.caller_actor import RayCallerLines
 from actors.hub_client import RayTelemetry
-from actors.names import BREAKER_REGISTRY
+from actors.names import BREAKER_REGISTRY, DISPATCHER
 from actors.pool_client import RayPoolPort
 from actors.pool_layout import needs_breakers, pool_size
 from actors.store_writer import durable_records
@@ -32,8 +36,9 @@ from actors.worker_setup import forward_logs
 from voice_ai.agent.call import receptionist_factory, receptionist_settings
 from voice_ai.agent.profile import load_profile
 from voice_ai.calls.host import CallHost
-from voice_ai.calls.ports import ActorInfo, CallEnd, CallTicket, ProcessStats
+from voice_ai.calls.ports import ActorInfo, CallEnd, CallTicket, ProcessStats, ResumeReport
 from voice_ai.config import Settings
+from voice_ai.pipeline.checkpoint import SavedCheckpoint
 from voice_ai.pipeline.runtime import CallRuntime
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.pipeline.transport import CallTransport
@@ -63,6 +68,7 @@ class CallActor:
                             observer=self._telemetry.spool_observer(self._node_id)),
             self._telemetry, report_timeout_s=settings.actor_reply_timeout_s)
         self._offered: dict[str, CallTransport] = {}  # browser calls answered, not begun
+        self._dispatcher: Any = None  # where checkpoints go (looked up on the first one)
         if ticket is not None:  # a cold start: begin this call as soon as we are ready
             self._host.begin(ticket, self, prepare=self.warm_up)
 
@@ -116,6 +122,19 @@ class CallActor:
     async def wait_end(self, call_id: str) -> CallEnd:
         return await self._host.wait_end(call_id)
 
+    async def resume(self, ticket: CallTicket) -> ResumeReport:
+        """Carry on a call another actor began (``ticket.spec.resume``): rejoin its caller,
+        restore its checkpoint, and return once listening (or why the call ended first)."""
+        await self.prepare()
+        assert self._runtime is not None
+        self._runtime.resume_plan(ticket.spec)  # an unreadable checkpoint: refused, not begun
+        self._host.begin(ticket, self)
+        return await self._host.wait_listening(ticket.call_id)
+
+    def hand_over(self, call_id: str) -> bool:
+        """Stop the call ``call_id`` at its next turn boundary; another actor carries it on."""
+        return self._host.hand_over(call_id)
+
     def info(self) -> ActorInfo:
         return self._host.info()
 
@@ -128,11 +147,26 @@ class CallActor:
         assert self._runtime is not None
         telemetry = self._telemetry
 
+        host = self._host
+
         def on_turn(turn: TurnTimings) -> None:
             telemetry.turn(spec.call_id, turn)
 
+        def on_listening(_setup_s: float) -> None:
+            host.listening(time.time())
+
         return await self._runtime.run_call(spec, transport=self._offered.pop(spec.call_id, None),
-                                            on_turn=on_turn)
+                                            on_turn=on_turn, on_listening=on_listening,
+                                            on_checkpoint=self._checkpoint,
+                                            handover=host.handover)
+
+    def _checkpoint(self, saved: SavedCheckpoint) -> None:
+        """Keep the call's latest checkpoint here (``info``) and hand it to the dispatcher,
+        head-pinned, which outlives this actor and its node (fire-and-forget)."""
+        self._host.note_checkpoint(saved)
+        if self._dispatcher is None:
+            self._dispatcher = ray.get_actor(DISPATCHER, namespace=self._settings.ray_namespace)
+        self._dispatcher.checkpoint.remote(saved)
 
     def stats(self) -> ProcessStats:
         # RSS from /proc/PID/statm: USS would walk every mapping (smaps) on each 2 s poll,

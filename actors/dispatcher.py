@@ -30,7 +30,7 @@ from actors.store_writer import StoreClient, durable_records
 from actors.system_env import CALL_ACTOR_RUNTIME_ENV
 from actors.worker_setup import forward_logs
 from voice_ai.calls.deadline import within
-from voice_ai.calls.dispatch import CallDispatch, DispatchPolicy, StartResult
+from voice_ai.calls.dispatch import CallDispatch, DispatchPolicy, DrainReport, StartResult
 from voice_ai.calls.journal import StoreJournal
 from voice_ai.calls.ports import (
     ActorInfo,
@@ -40,7 +40,9 @@ from voice_ai.calls.ports import (
     ProcessStats,
     ResumeReport,
 )
+from voice_ai.calls.resume import ResumePolicy, Resumption, StoreResumeLog
 from voice_ai.config import Settings
+from voice_ai.pipeline.checkpoint import SavedCheckpoint
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallRecord, EndReason
 from voice_ai.store.outcome import WriteOutcome
@@ -63,7 +65,9 @@ class Dispatcher:
         self._core = CallDispatch(
             DispatchPolicy.from_settings(settings), RayCallActors(settings),
             durable_records(settings, node, observer=telemetry.spool_observer(node)),
-            StoreJournal(_JournalPort(store)), telemetry, RayBusyPlayer(settings))
+            StoreJournal(_JournalPort(store)), telemetry, RayBusyPlayer(settings),
+            resumption=Resumption(ResumePolicy.from_settings(settings),
+                                  StoreResumeLog(_JournalPort(store))))
         # call actors outlive a dispatcher: adopt them before admitting anything
         loop = asyncio.get_running_loop()
         self._recovery = loop.create_task(self._core.recover())
@@ -110,6 +114,22 @@ class Dispatcher:
 
     def active_call_ids(self) -> tuple[str, ...]:
         return self._core.status().active_call_ids
+
+    # --- a call outlives its call actor (voice_ai.calls.resume) ------------------------------
+    def checkpoint(self, saved: SavedCheckpoint) -> bool:
+        """A call actor's checkpoint after a turn (fire-and-forget from the call actor)."""
+        return self._core.checkpoint(saved)
+
+    async def drain_node(self, node_id: str) -> DrainReport:
+        """``voice-ai drain``: no new call actor on ``node_id``; its calls hand over."""
+        await self._recovery
+        return await self._core.drain_node(node_id)
+
+    async def drain_status(self, node_id: str) -> DrainReport:
+        return await self._core.drain_status(node_id)
+
+    def undrain_node(self, node_id: str) -> bool:
+        return self._core.undrain_node(node_id)
 
     async def call_actor_stats(self) -> list[ProcessStats]:
         """CPU and memory of every call actor, active and warm (those that answer in time)."""
