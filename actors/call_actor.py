@@ -46,6 +46,7 @@ from voice_ai.pipeline.transports import answer_offer
 from voice_ai.pipeline.vad import load_vad
 from voice_ai.providers.ports import PoolPort
 from voice_ai.records import CallRecord, TurnTimings
+from voice_ai.resilience.gate import BoundedBoard
 from voice_ai.webrtc.signalling import SdpAnswer
 
 logger = logging.getLogger("voice_ai.call")
@@ -91,7 +92,8 @@ class CallActor:
             async def connect(stage: str, provider: str) -> PoolPort:
                 return RayPoolPort.named(stage, provider, pool_size(s, stage, provider), ns)
 
-            board = (RayBoard(ray.get_actor(BREAKER_REGISTRY, namespace=ns))
+            # the registry may be restarting: a turn never waits on it (BoundedBoard)
+            board = (BoundedBoard(RayBoard(ray.get_actor(BREAKER_REGISTRY, namespace=ns)))
                      if needs_breakers(s) else None)
             # the receptionist (docs/agent.md): the profile's greeting and tools, booking
             # through the store writer

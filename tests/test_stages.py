@@ -21,7 +21,7 @@ from tests.fakes.providers import (
 )
 from voice_ai.resilience.board import BreakerBoard
 from voice_ai.resilience.breaker import BreakerConfig, BreakerState
-from voice_ai.resilience.gate import BoardService, Outcome
+from voice_ai.resilience.gate import BoardService, BoundedBoard, Outcome
 from voice_ai.resilience.llm_stage import StageLLM
 from voice_ai.resilience.quota import QuotaBoard
 from voice_ai.resilience.served import Served
@@ -289,3 +289,65 @@ async def test_tts_open_breaker_speaks_with_the_fallback_from_the_start() -> Non
     assert len(pcm) > 0
 
 
+
+
+# --- the board itself unreachable (its actor restarting or gone) ---------------------------
+class UnreachableBoard:
+    """The cluster's board while its actor restarts: acquire hangs, updates fail."""
+
+    def __init__(self, inner: BoardService) -> None:
+        self.inner = inner
+        self.down = True
+        self.asked = 0
+
+    async def acquire(self, provider: str, lease: str) -> Any:
+        self.asked += 1
+        if self.down:
+            await asyncio.Event().wait()  # never answers
+        return await self.inner.acquire(provider, lease)
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None:
+        if self.down:
+            raise ConnectionError("registry restarting")
+        await self.inner.report(provider, outcome)
+
+    async def release(self, provider: str, lease: str) -> None:
+        if self.down:
+            raise ConnectionError("registry restarting")
+        await self.inner.release(provider, lease)
+
+
+async def test_a_board_that_does_not_answer_sends_the_greeting_to_the_fallback_at_once() -> None:
+    clock = Clock()
+    registry = UnreachableBoard(board(clock))
+    bounded = BoundedBoard(registry, acquire_timeout_s=0.05, update_timeout_s=0.05,
+                           retry_after_s=5.0, clock=clock)
+    cartesia, piper = ToneTTS(name="cartesia"), ToneTTS(name="piper", rate=22_050)
+    stage = StageTTS(cartesia, name="cartesia", fallback=piper, fallback_name="piper",
+                     board=bounded)
+    pcm, _ = await speak(stage, ["Hello, this is the surgery."])
+    assert piper.texts == ["Hello, this is the surgery."] and len(pcm) > 0
+    # the next reply does not wait out the deadline again while the board restarts
+    await speak(stage, ["How can I help?"])
+    assert registry.asked == 1 and piper.texts[-1] == "How can I help?"
+    # back after retry_after_s: the provider is asked for, and serves, again
+    registry.down, clock.now = False, clock.now + 5.0
+    await speak(stage, ["Tuesday at ten."])
+    assert cartesia.texts == ["Tuesday at ten."] and registry.asked == 2
+
+
+async def test_lost_outcomes_and_releases_do_not_end_the_reply() -> None:
+    clock = Clock()
+    registry = UnreachableBoard(board(clock))
+    registry.down = False
+    registry.report = registry.release = _restarting  # type: ignore[method-assign]
+    bounded = BoundedBoard(registry, update_timeout_s=0.05, clock=clock)
+    cloud = ScriptedLLM(["We open at nine."], name="openai")
+    local = ScriptedLLM(["(local)"], name="local")
+    stage = StageLLM(cloud, name="openai", fallback=local, fallback_name="local", board=bounded)
+    assert (await collect(stage.chat(chat_ctx=chat()))).strip() == "We open at nine."
+    assert local.requests == []
+
+
+async def _restarting(*_: object) -> None:
+    raise ConnectionError("registry restarting")

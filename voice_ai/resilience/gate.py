@@ -16,8 +16,11 @@ registry actor, ``actors/breaker_registry.py``); tests use it directly with an i
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from voice_ai.config import Settings
 from voice_ai.resilience.board import BreakerBoard, breaker_config_from_settings
@@ -25,9 +28,13 @@ from voice_ai.resilience.breaker import Admission, BreakerSnapshot, Transition
 from voice_ai.resilience.classify import is_transient
 from voice_ai.resilience.quota import QuotaBoard
 
-__all__ = ["THROTTLE_WAIT_S", "BoardService", "Outcome", "ProviderBoard", "board_from_settings"]
+__all__ = ["THROTTLE_WAIT_S", "BoardService", "BoundedBoard", "Outcome", "ProviderBoard",
+           "board_from_settings"]
 
 THROTTLE_WAIT_S = 2.0
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,57 @@ class BoardService:
     def _wake(self) -> None:
         self._changed.set()  # wake throttled acquirers
         self._changed = asyncio.Event()
+
+
+class BoundedBoard:
+    """A ``ProviderBoard`` that never holds up a turn: the cluster's board (an actor that may be
+    restarting or gone) answers within a deadline, or the call goes on without it.
+
+    ``acquire`` that gets no answer refuses (``THROTTLED``): that request goes to the fallback,
+    as a throttled one does; for ``retry_after_s`` after such a failure the board is not asked
+    at all (a restart takes seconds; a greeting must not wait it out request by request).
+    ``report`` and ``release`` are best effort: an outcome lost while the board restarts costs
+    the breaker one sample; a quota slot is freed when the board's lease table restarts empty.
+    """
+
+    def __init__(self, board: ProviderBoard, *, acquire_timeout_s: float = THROTTLE_WAIT_S + 1.0,
+                 update_timeout_s: float = 1.0, retry_after_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._board = board
+        self._acquire_timeout_s = acquire_timeout_s
+        self._update_timeout_s = update_timeout_s
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._unreachable_until = float("-inf")
+
+    async def acquire(self, provider: str, lease: str) -> Admission:
+        if self._clock() < self._unreachable_until:
+            return Admission.THROTTLED
+        try:
+            return await self._ask(self._board.acquire(provider, lease), self._acquire_timeout_s)
+        except Exception as e:  # noqa: BLE001 - whatever kept the board from answering
+            self._unreachable_until = self._clock() + self._retry_after_s
+            logger.warning("breaker board did not answer; this request goes to the fallback",
+                           extra={"provider": provider, "error": type(e).__name__})
+            return Admission.THROTTLED
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None:
+        await self._best_effort(self._board.report(provider, outcome), "report", provider)
+
+    async def release(self, provider: str, lease: str) -> None:
+        await self._best_effort(self._board.release(provider, lease), "release", provider)
+
+    async def _best_effort(self, update: Awaitable[None], what: str, provider: str) -> None:
+        try:
+            await self._ask(update, self._update_timeout_s)
+        except Exception as e:  # noqa: BLE001 - best effort, said once per failure
+            logger.warning(f"breaker board did not take a {what}; the call goes on",
+                           extra={"provider": provider, "error": type(e).__name__})
+
+    @staticmethod
+    async def _ask(awaitable: Awaitable[T], timeout_s: float) -> T:
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
 
 
 def board_from_settings(settings: Settings) -> BoardService:
