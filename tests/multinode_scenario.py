@@ -12,9 +12,12 @@ Run: ``.venv/bin/python -m tests.multinode_scenario [--out FILE]``. It builds it
 - ``cpu`` worker (1 CPU): call actors, a pool worker.
 
 Then: a burst of 3x MAX_CONCURRENT_CALLS arrivals at once; the admitted calls run spread over
-the nodes; the ``cpu`` worker is removed mid-call; its calls end failed (``node_lost``) in the
-store and the audit log while the others complete; pools re-create what they lost; new calls go
-to the remaining nodes. /metrics and /health/detailed are read before and after.
+the nodes; the ``cpu`` worker is removed mid-call, after every call's first turn (each call's
+checkpoint is with the dispatcher) while the callers pause; its calls are resumed on the
+remaining nodes (a ``resumed`` event each) and complete like the others, one record each;
+pools re-create what they lost; new calls go to the remaining nodes. /metrics and
+/health/detailed are read before and after. The simulated callers' hosts are pinned to the
+head: like a phone caller, the caller is not on the node that dies.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import ray  # noqa: E402
 from ray import serve  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from actors.caller_actor import start_caller_hosts  # noqa: E402
 from actors.names import NAMESPACE, worker_name  # noqa: E402
 from actors.store_writer import WRITER_NAME  # noqa: E402
 from actors.system import ensure_system  # noqa: E402
@@ -55,7 +59,7 @@ from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
 from voice_ai.pipeline.specs import CallSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = ROOT / "tests" / "data" / "multinode_call.yaml"  # one turn, patient under load
+SCENARIO = ROOT / "tests" / "data" / "multinode_resume_call.yaml"  # 2 turns, patient
 LIMIT = 3  # MAX_CONCURRENT_CALLS: small, so a burst of 3x is cheap on 2 cores
 HEAD_ONLY = {"node:__internal_head__": 0.001}
 
@@ -172,6 +176,18 @@ def _store_rows(settings: Settings, call_ids: list[str]) -> dict[str, list[str]]
     return {r[0]: [r[1], r[2]] for r in rows}
 
 
+def _resumed_events(settings: Settings, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """call id -> its ``resumed`` events (JSON detail) in the store."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    with sqlite3.connect(settings.db_path) as db:
+        for (detail,) in db.execute("SELECT detail FROM events WHERE kind = 'resumed' "
+                                    "ORDER BY ts").fetchall():
+            event = json.loads(detail)
+            if event["call_id"] in call_ids:
+                out.setdefault(event["call_id"], []).append(event)
+    return out
+
+
 def _spec() -> CallSpec:
     return CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIO))
 
@@ -190,6 +206,7 @@ def run(out: dict[str, Any], root: Path) -> None:
         ray.init(address=cluster.address, namespace=NAMESPACE, runtime_env=RUNTIME_ENV,
                  log_to_driver=False)
         settings = _settings(root, _free_port())
+        start_caller_hosts(settings, resources=HEAD_ONLY)  # ensure_system finds them
         handles = ensure_system(settings)
         serve.start(proxy_location="HeadOnly",
                     http_options={"host": "127.0.0.1", "port": settings.http_port})
@@ -249,8 +266,9 @@ def run(out: dict[str, Any], root: Path) -> None:
         # --- the admitted calls run on several nodes; remove the cpu worker mid-call ------
         calls = {r.call_id: {"node": _node_of_call(settings, r.call_id)}
                  for r in accepted}
-        time.sleep(3.0)  # greetings playing: every call is mid-call
-        cluster.remove_node(cpu_node)
+        _wait("every call's first turn checkpointed", lambda: ray.get(
+            handles.dispatcher.status.remote())["resume"]["checkpoints_held"] >= len(calls), 120)
+        cluster.remove_node(cpu_node)  # mid-call: the callers pause before their 2nd line
         out["removed_node_at_s"] = round(time.perf_counter() - t0, 1)
         for call_id, c in calls.items():
             record = ray.get(handles.dispatcher.wait_call.remote(call_id), timeout=300)
@@ -260,8 +278,10 @@ def run(out: dict[str, Any], root: Path) -> None:
         ends = {cid: _wait(f"CALL_END of {cid}", lambda cid=cid: [
             ln for ln in _audit_lines(settings, "CALL_END") if cid in ln], 30)[0]
             for cid in calls}
+        resumed = _resumed_events(settings, list(calls))
         for cid, c in calls.items():
             c["store"] = rows.get(cid)
+            c["resumed"] = resumed.get(cid, [])
             c["audit_end"] = {"outcome": _field(ends[cid], "outcome"),
                               "end_reason": _field(ends[cid], "end_reason"),
                               "level": "ERROR" if " ERROR " in ends[cid] else "INFO"}

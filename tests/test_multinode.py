@@ -45,20 +45,22 @@ def test_admitted_calls_run_on_several_nodes(scenario: dict[str, Any]) -> None:
     assert scenario["nodes"]["cpu"] in on  # so removing it hits live calls
 
 
-def test_calls_on_the_removed_node_fail_as_node_lost_the_others_complete(
+def test_calls_on_the_removed_node_are_resumed_and_every_call_completes(
         scenario: dict[str, Any]) -> None:
     lost = scenario["nodes"]["cpu"]
+    on_lost = [cid for cid, c in scenario["calls"].items() if c["node"] == lost]
+    assert on_lost  # the removal hit live calls
     for call_id, c in scenario["calls"].items():
-        if c["node"] == lost:
-            assert (c["outcome"], c["end_reason"]) == ("failed", "node_lost"), call_id
-            assert "call actor lost" in c["error"]
-            assert c["store"] == ["failed", "node_lost"]
-            assert c["audit_end"] == {"outcome": "failed", "end_reason": "node_lost",
-                                      "level": "ERROR"}
+        assert c["outcome"] == "completed", (call_id, c)
+        assert c["turns"] == 2  # one record: the turns before and after the loss
+        assert c["store"] == ["completed", c["end_reason"]]
+        assert c["audit_end"]["outcome"] == "completed"
+        if call_id in on_lost:
+            (event,) = c["resumed"]  # carried on once, by an actor on a live node
+            assert event["cause"] == "actor_lost" and event["turns_restored"] == 1
+            assert event["from_node"] == lost and event["to_node"] != lost
         else:
-            assert c["outcome"] == "completed", (call_id, c)
-            assert c["turns"] == 1
-            assert c["store"] == ["completed", c["end_reason"]]
+            assert c["resumed"] == []
 
 
 def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> None:
