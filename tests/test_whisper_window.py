@@ -109,3 +109,19 @@ async def test_concurrent_requests_are_batched_with_the_same_words(
     assert _wer(UTTERANCES, together) <= _wer(UTTERANCES, one_by_one) + 0.1
     # requests that arrive together go to the model together, all of them answered
     assert sum(batches) == len(UTTERANCES) and len(batches) < len(UTTERANCES), batches
+
+
+
+async def test_a_decode_that_loops_is_decoded_again_on_the_stock_path(
+        engines: tuple[WhisperEngine, Any]) -> None:
+    # at the 5 s floor the short window makes tiny.en loop ("Yes. Yes. Yes. ...", a sentence
+    # said twice) on most of these lines; each loop is caught and decoded the stock way
+    stt, tts = engines
+    pcms = [tts.synthesize_sync(text) for text in UTTERANCES]
+    window = stt.window_s
+    stt.window_s = Settings.model_fields["whisper_window_s"].metadata[0].ge
+    try:
+        heard = await asyncio.gather(*(stt.transcribe(pcm, tts.sample_rate) for pcm in pcms))
+    finally:
+        stt.window_s = window
+    assert _wer(UTTERANCES, heard) <= 0.15, heard

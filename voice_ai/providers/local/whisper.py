@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,15 @@ FULL_WINDOW_S = 30.0
 _FRAMES_PER_S = 100  # Whisper's feature hop is 10 ms
 _NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults for dropping a silent segment
 _LOG_PROB_THRESHOLD = -1.0
+# faster-whisper's default: a decode whose text compresses better than this repeats itself
+# ("Bye. Bye. Bye. ..."); stock whisper then decodes again at higher temperatures
+_COMPRESSION_RATIO_THRESHOLD = 2.4
+# a phone line says at most ~5 tokens a second; more than this is a decoding loop, cut short
+# (a batch waits for its longest decode, so one loop would hold every caller in the batch)
+_MAX_TOKENS_PER_S = 12
+_MIN_TOKENS = 16
+# the same run of tokens twice in one line is the decoder repeating a sentence, not a caller
+_REPEAT_TOKENS = 8
 MAX_BATCH = 8
 T = TypeVar("T")
 
@@ -106,7 +117,15 @@ class WhisperEngine:
         return " ".join(s.text.strip() for s in segments).strip()
 
     def _transcribe_windows(self, audios: list[Any]) -> list[str]:
-        """Utterances that fit the window, encoded and decoded as one batch."""
+        """Utterances that fit the window, encoded and decoded as one batch.
+
+        Greedy decoding in the short window has no temperature fallback; a decode that loops
+        (too repetitive, a run of tokens said twice, or cut at the length a line of that
+        duration can hold) is decoded again on the stock path, which has it. Each utterance is
+        padded on its own (a batch's encoder output equals one-by-one's); the batched decoder
+        is not bit-identical to one-by-one, so a word the model is unsure of can come out
+        differently either way.
+        """
         import ctranslate2
 
         frames = int(self.window_s * _FRAMES_PER_S)
@@ -117,18 +136,29 @@ class WhisperEngine:
         encoded = self._model.model.encode(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features)), to_cpu=False)
         tok = self._tokenizer
+        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        longest_s = max(len(a) for a in audios) / WHISPER_SAMPLE_RATE
+        new_tokens = _MIN_TOKENS + math.ceil(longest_s * _MAX_TOKENS_PER_S)
+        max_length = min(self._model.max_length, len(prompt) + new_tokens)
         results = self._model.model.generate(
-            encoded, [[*tok.sot_sequence, tok.no_timestamps]] * len(audios), beam_size=1,
-            max_length=self._model.max_length, suppress_blank=True, suppress_tokens=[-1],
+            encoded, [prompt] * len(audios), beam_size=1,
+            max_length=max_length, suppress_blank=True, suppress_tokens=[-1],
             return_scores=True, return_no_speech_prob=True)
         texts = []
-        for result in results:
+        for audio, result in zip(audios, results, strict=True):
             tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
             # scores are length-normalised (length_penalty 1), as faster-whisper computes them
             avg_log_prob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             silent = (result.no_speech_prob > _NO_SPEECH_THRESHOLD
                       and avg_log_prob < _LOG_PROB_THRESHOLD)
-            texts.append("" if silent else str(tok.decode(tokens)).strip())
+            text = "" if silent else str(tok.decode(tokens)).strip()
+            limit = math.ceil(len(audio) / WHISPER_SAMPLE_RATE * _MAX_TOKENS_PER_S) + _MIN_TOKENS
+            if text and (_compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
+                         or len(tokens) >= limit or _repeats(tokens, _REPEAT_TOKENS)):
+                logger.info("whisper decode looped in the short window; decoding again on "
+                            "the stock path", extra={"tokens": len(tokens)})
+                text = self._transcribe_full(audio, "en")
+            texts.append(text)
         return texts
 
     async def transcribe(self, pcm16: bytes, sample_rate: int, language: str = "en") -> str:
@@ -165,6 +195,23 @@ class WhisperEngine:
             return await asyncio.to_thread(fn, *args)
         except RuntimeError as e:  # CUDA out of memory and the like: another worker may do
             raise TransientProviderError(str(e), provider=self.name) from e
+
+
+def _compression_ratio(text: str) -> float:
+    """As faster-whisper measures repetition: the text's size over its zlib-compressed size."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data))
+
+
+def _repeats(tokens: list[int], n: int) -> bool:
+    """Whether some run of ``n`` tokens occurs twice."""
+    seen: set[tuple[int, ...]] = set()
+    for i in range(len(tokens) - n + 1):
+        run = tuple(tokens[i:i + n])
+        if run in seen:
+            return True
+        seen.add(run)
+    return False
 
 
 def _to_16k(pcm16: bytes, sample_rate: int) -> Any:
