@@ -95,6 +95,13 @@ test-faults: install system-deps
 soak: install
 	$(BIN)/python -m tests.faults.soak --minutes $(SOAK_MINUTES)
 
+# Ray's own autoscaler on one machine (docs/capacity.md, "The autoscaling test"): a burst of
+# calls launches a worker node (the fake multi-node provider), a call runs there, the idle node
+# is removed. Minutes on 2 cores, so `make test` skips it and runs only its policy's unit test.
+.PHONY: test-autoscaling
+test-autoscaling: install
+	VOICE_AI_AUTOSCALING_TEST=1 $(BIN)/python -m pytest -q tests/test_autoscaling.py tests/test_spare_rotation.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
