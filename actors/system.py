@@ -23,7 +23,7 @@ from ray.actor import ActorHandle
 
 from actors.breaker_registry import ensure_breaker_registry
 from actors.caller_actor import caller_host_name, start_caller_hosts
-from actors.dispatcher import Dispatcher
+from actors.dispatcher import Dispatcher, call_actor_resources
 from actors.names import DISPATCHER, TELEMETRY
 from actors.pool_layout import PoolSpec, needs_breakers, pool_layout
 from actors.provider_workers import WORKER_CLASSES
@@ -124,7 +124,8 @@ def ensure_system(settings: Settings, *, warm: bool = True) -> SystemHandles:
         ready = ray.get(dispatcher.fill_warm_pool.remote(), timeout=left)
         if ready < settings.warm_call_actors:
             asks = {"CPU": settings.call_actor_num_cpus,
-                    "memory": settings.call_actor_memory_mb * 1024.0 * 1024.0}
+                    "memory": settings.call_actor_memory_mb * 1024.0 * 1024.0,
+                    **call_actor_resources(settings)}
             raise PlacementError(_diagnose("call actors", asks, ready_of=(
                 ready, settings.warm_call_actors), timeout_s=settings.call_actor_prepare_timeout_s))
     return SystemHandles(telemetry=telemetry, dispatcher=dispatcher, store_writer=store_writer,

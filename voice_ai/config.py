@@ -217,7 +217,6 @@ class Settings(BaseSettings):
     """Where records the store could not take wait (one file per node); default DATA_DIR/spool.
     On another filesystem than DB_PATH it also survives a full database disk."""
 
-
     # --- calls ---------------------------------------------------------------------------
     max_call_duration_s: float = Field(600.0, gt=0.0)
     call_silence_timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
