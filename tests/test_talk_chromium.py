@@ -44,7 +44,8 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parent.parent
 CALLER_LINE = "Hi, I would like to book an appointment for Tuesday morning."
 WAV_RATE = 48_000
-LEAD_SILENCE_S = 6.0  # the page connects and the agent greets before the caller speaks
+LEAD_SILENCE_S = 8.0  # the page connects and the greeting (~3 s) ends before the caller speaks,
+#                      with room for a slow start on a loaded machine (else the caller barges in)
 
 
 async def _caller_wav(path: Path) -> float:
