@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 import subprocess
@@ -87,6 +88,18 @@ def test_a_call_and_its_turns_are_stored_once_however_often_written(tmp_path: Pa
                     "FROM turns ORDER BY turn_index") == [
         (0, 1.0, 0.2, 0.3, 0.4, 0.1), (1, 1.25, 0.2, 0.3, 0.4, 0.1)
     ]
+
+
+def test_a_record_the_table_refuses_raises_instead_of_passing_for_already_stored(
+        tmp_path: Path) -> None:
+    """A record with a hole where the table needs a value (here ended_at) must fail loudly, so
+    it is retried and spooled; reported as 'already stored' it would be lost without a word."""
+    store = CallStore(tmp_path / "v.db")
+    broken = dataclasses.replace(make_call("c1"), ended_at=None)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        store.write_call(broken)
+    assert store.write_call(make_call("c1")) is True  # nothing half-written was left behind
+    store.close()
 
 
 def test_transcripts_are_not_kept_unless_the_setting_allows(tmp_path: Path) -> None:

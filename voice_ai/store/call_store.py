@@ -85,12 +85,16 @@ ORDER BY e.ts
 _PROVISIONAL_SQL = """
 DELETE FROM calls WHERE call_id = ? AND error LIKE 'provisional: %'
 """
+# "already stored" is a conflict on the key and nothing else: OR IGNORE would also skip, with
+# rowcount 0 and no error, a row that breaks a NOT NULL or CHECK constraint, and the record
+# would be reported stored while it is lost. ON CONFLICT(key) DO NOTHING lets those raise.
 _CALL_SQL = """
-INSERT OR IGNORE INTO calls (
+INSERT INTO calls (
     call_id, direction, started_at, ended_at, caller_masked, outcome, end_reason, node_id,
     providers_used, fallback_used, setup_s, warm_start, error, recording_path, turn_count,
     written_at
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(call_id) DO NOTHING
 """
 _TURN_SQL = """
 INSERT INTO turns (
@@ -99,7 +103,8 @@ INSERT INTO turns (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _EVENT_SQL = """
-INSERT OR IGNORE INTO events (event_id, ts, kind, component, detail) VALUES (?, ?, ?, ?, ?)
+INSERT INTO events (event_id, ts, kind, component, detail) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(event_id) DO NOTHING
 """
 
 
