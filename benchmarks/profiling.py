@@ -43,6 +43,10 @@ AREAS: list[tuple[str, str]] = [
     ("numpy", r"numpy/"),
     ("logging, json, other stdlib", r"(logging|json|threading|concurrent)/"),
 ]
+# innermost frames of threads that wait rather than work: ``--nonblocking`` sampling cannot
+# always tell (a thread pool's queue.get, a thread inside native code, Ray's core worker loop)
+IDLE_LEAVES = {("_worker", "concurrent/futures/thread.py"), ("Thread.run", "threading.py"),
+               ("Worker.main_loop", "ray/_private/worker.py")}
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -64,7 +68,7 @@ def _frames(stack: str) -> list[tuple[str, str]]:
 
 def summarise(lines: Iterable[str], top: int = 15) -> dict[str, Any]:
     """py-spy raw output (``stack count`` lines) -> shares by area, self and inclusive."""
-    total = 0
+    total = idle = 0
     by_area: Counter[str] = Counter()
     by_self: Counter[str] = Counter()
     by_incl: Counter[str] = Counter()
@@ -75,6 +79,10 @@ def summarise(lines: Iterable[str], top: int = 15) -> dict[str, Any]:
         count = int(count_text)
         frames = _frames(stack)
         if not frames:
+            continue
+        if any(frames[-1][0] == func and frames[-1][1].endswith(file)
+               for func, file in IDLE_LEAVES):
+            idle += count
             continue
         total += count
         # the area of a sample: the innermost frame that is not stdlib plumbing
@@ -91,7 +99,8 @@ def summarise(lines: Iterable[str], top: int = 15) -> dict[str, Any]:
         return [{"what": k, "share": round(v / total, 3), "samples": v}
                 for k, v in counter.most_common(top)]
 
-    return {"samples": total, "by_area": share(by_area), "self": share(by_self),
+    return {"samples": total, "idle_samples_dropped": idle,
+            "by_area": share(by_area), "self": share(by_self),
             "inclusive": share(by_incl)}
 
 
