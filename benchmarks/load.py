@@ -127,6 +127,7 @@ class Run:
         self.args = args
         self.console = console
         self.phases: list[dict[str, Any]] = []
+        self.partial: Path | None = None
         self.sims = SimHost(args.profile, seed=args.seed)
 
     def phase(self, sides: list[Any], phase: Phase, profile: str) -> dict[str, Any]:
@@ -152,6 +153,8 @@ class Run:
             result["ratios_td"] = ratios(result["ours"], result["stock_td"])
         result["load_avg_after"] = round(os.getloadavg()[0], 2)
         self.phases.append(result)
+        if self.partial is not None:  # a run stopped early still leaves its finished phases
+            self.partial.write_text(json.dumps({"partial": True, "phases": self.phases}))
         return result
 
 
@@ -235,6 +238,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = os.getloadavg()
     started = datetime.now(UTC)
     run = Run(args, console)
+    out = args.out or RESULTS / f"{started.strftime('%Y%m%d-%H%M%S')}-{args.mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run.partial = partial = out.with_suffix(".partial.json")
     run.sims.start()
     extra: dict[str, Any] = {}
     try:
@@ -255,9 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "simulator_requests": run.sims.request_counts(),
         "summary": store_summary(first_ours) if first_ours else None,
     }
-    out = args.out or RESULTS / f"{started.strftime('%Y%m%d-%H%M%S')}-{args.mode}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    partial.unlink(missing_ok=True)
     print_report(Console(), result)
     Console().print(f"results: {out}")
     return result
