@@ -310,7 +310,8 @@ def _run_mode(run: Run, tmp: Path) -> dict[str, Any]:
                                                    "min_delay": min_delay}}
         per_slot = args.calls_per_slot
         if mode in ("must-show", "one"):
-            with_td = sides if args.no_stock else [*sides, stock_td]
+            # livekit's TurnDetector column only in --mode one: must-show keeps to its 30 min
+            with_td = sides if args.no_stock or mode == "must-show" else [*sides, stock_td]
             run.phase(with_td, Phase("one call", 1, per_slot or 1, long_call), args.profile)
         if mode in ("must-show", "zero"):
             run.phase(sides, Phase("one call, zero profile", 1, per_slot or 1, long_call),
