@@ -170,9 +170,8 @@ def test_401_does_not_open_the_breaker_and_needs_a_person(cloud_system, sims) ->
     breakers = _breakers(cloud_system)
     assert breakers["providers"]["deepgram"]["state"] == "closed"
     assert breakers["needs_attention"] == ["deepgram"]
-    # the error is recorded for the operator (its text names the class only, not the 401 status:
-    # see notes/A.md, not fixed yet)
-    assert breakers["providers"]["deepgram"]["last_error"]
+    # the operator sees why: the recorded error names the status
+    assert "HTTP 401" in breakers["providers"]["deepgram"]["last_error"]
     assert breakers["status"] == "degraded"
 
 

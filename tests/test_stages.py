@@ -351,3 +351,11 @@ async def test_lost_outcomes_and_releases_do_not_end_the_reply() -> None:
 
 async def _restarting(*_: object) -> None:
     raise ConnectionError("registry restarting")
+
+
+def test_a_failure_outcome_names_the_http_status_for_the_operator() -> None:
+    refused = Outcome.failure(APIStatusError("handshake refused", status_code=401,
+                                             retryable=False))
+    assert refused.error is not None and "HTTP 401" in refused.error and not refused.transient
+    dropped = Outcome.failure(ConnectionError("reset by peer"))
+    assert dropped.error == "ConnectionError: reset by peer" and dropped.transient

@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 from voice_ai.config import Settings
 from voice_ai.resilience.board import BreakerBoard, breaker_config_from_settings
 from voice_ai.resilience.breaker import Admission, BreakerSnapshot, Transition
-from voice_ai.resilience.classify import is_transient
+from voice_ai.resilience.classify import is_transient, status_code_of
 from voice_ai.resilience.quota import QuotaBoard
 
 __all__ = ["THROTTLE_WAIT_S", "BoardService", "BoundedBoard", "Outcome", "ProviderBoard",
@@ -49,9 +49,12 @@ class Outcome:
 
     @classmethod
     def failure(cls, exc: BaseException) -> Outcome:
-        """Classified by ``is_transient``: only transient failures count in the breaker."""
-        return cls(ok=False, error=f"{type(exc).__name__}: {exc}"[:300],
-                   transient=is_transient(exc))
+        """Classified by ``is_transient``: only transient failures count in the breaker. The
+        error names the HTTP status when there is one (livekit's ``APIStatusError`` text does
+        not): an operator reading /health/detailed must tell a 401 from a 503."""
+        status = status_code_of(exc)
+        name = type(exc).__name__ if status is None else f"{type(exc).__name__} HTTP {status}"
+        return cls(ok=False, error=f"{name}: {exc}"[:300], transient=is_transient(exc))
 
 
 class ProviderBoard(Protocol):
