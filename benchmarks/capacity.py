@@ -7,10 +7,11 @@ an unanswered turn); the sweep stops when both have. A side's capacity is the hi
 below its first failure; per core divides by the machine's cores. At that level the side's
 CPU core-seconds per call-minute and memory (USS) per call process are reported.
 
-``through``: a side that failed still runs every level up to this one (must-show reads its
-8-call figure off the sweep). ``budget_s``: no level starts that would end (judged by the last
-level's duration) past this many seconds of sweep; a side that never failed then has a capacity
-of at least its last level (``bounded_by: "time budget"``), and the output says so.
+``through``: every side runs every level up to this one, failed or not, whatever the budget
+(must-show reads its 8-call figure off the sweep). ``budget_s``: no later level starts that
+would end (judged by the last level's duration) past this many seconds of sweep; a side that
+never failed then has a capacity of at least its last level (``bounded_by``), and the output
+says so.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def sweep(run: Any, sides: Sequence[Any], levels: Sequence[int],
             stopped_by = "slo"
             break
         elapsed = time.monotonic() - started
-        if budget_s is not None and elapsed + last_s * 1.2 > budget_s:
+        if budget_s is not None and level > through and elapsed + last_s * 1.2 > budget_s:
             stopped_by = "time budget"
             break
         order = live if i % 2 == 0 else list(reversed(live))

@@ -88,7 +88,8 @@ class _FakeRun:
 def test_sweep_alternates_sides_stops_each_at_its_failure_and_runs_through_a_level() -> None:
     run = _FakeRun({"ours": {4: 900, 8: 1600, 12: 1700, 16: 1800},
                     "stock": {4: 1600, 8: 1400, 12: 1300, 16: 1200}})
-    out = sweep(run, [_Side("ours"), _Side("stock")], [4, 8, 12, 16], (), 2, through=8)
+    out = sweep(run, [_Side("ours"), _Side("stock")], [4, 8, 12, 16], (), 2, through=8,
+                budget_s=0.0)  # the budget never skips a level up to ``through``
     # both run level 8 although stock failed at 4 (must-show reads its 8-call figure there);
     # the side going first alternates; after 8 both have failed and the sweep stops
     assert run.ran == [(4, ["ours", "stock"]), (8, ["stock", "ours"])]
