@@ -37,9 +37,12 @@ def test_completed_call_actor_serves_again(local_system) -> None:
 
     assert [r.outcome for r in records] == [CallOutcome.COMPLETED] * 3, [r.error for r in records]
     assert all(r.warm_start for r in records)
-    # every call went back to the pool afterwards; no call needed a new process
+    # every call went back to the pool afterwards; no call needed a new process. With resume on,
+    # a pool of one (these settings) starts one more actor once, the reserve a resume takes
+    # while a call is live; from then on the two take turns.
     assert after["call_actors_reused_total"] - before["call_actors_reused_total"] == 3
-    assert after["call_actors_started_total"] == before["call_actors_started_total"]
+    reserve = 1 if local_system.settings.resume_calls else 0
+    assert after["call_actors_started_total"] - before["call_actors_started_total"] <= reserve
     # the third call, on an actor that served two before, still hears and answers
     assert "opening hours" in records[2].turns[0].user_text.lower()
     assert records[2].turns[0].agent_text

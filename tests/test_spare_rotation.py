@@ -101,3 +101,30 @@ async def test_without_a_limit_spares_stay() -> None:
     await time.advance(10_000)
     assert not any(a.retired for a in factory.created) and len(factory.created) == 2
     await d.close()
+
+
+def test_a_pool_of_one_with_a_resume_reserve_reuses_its_actors_call_after_call() -> None:
+    """WARM_CALL_ACTORS=1 with resume on: the first call starts the reserve; from then on two
+    actors take turns, and no call starts a new process (each start costs ~6 CPU-s)."""
+    pool = WarmPool(target=1, max_calls=20)
+    pool.add(Spare(actor=None, node_id="n1"))  # type: ignore[arg-type]
+    started = 0
+    for _ in range(5):
+        spare = pool.take()
+        assert spare is not None
+        reusable = pool.call_started(spare)
+        n = pool.to_start(busy=True, reserve=1)  # a call is live: keep one idle for a resume
+        for _ in range(n):
+            pool.add(Spare(actor=None, node_id="n1"))  # type: ignore[arg-type]
+        started += n
+        assert pool.call_finished(spare, reusable=reusable, completed=True, reserve=1)
+        pool.put_back(spare)
+    assert started == 1 and pool.idle == 2
+
+
+def test_without_a_reserve_a_full_pool_still_retires_the_returning_actor() -> None:
+    pool = WarmPool(target=1, max_calls=20)
+    pool.add(Spare(actor=None, node_id="n1"))  # type: ignore[arg-type]
+    spare = Spare(actor=None, node_id="n1")  # type: ignore[arg-type]
+    assert pool.call_started(spare)
+    assert not pool.call_finished(spare, reusable=True, completed=True)

@@ -426,8 +426,11 @@ class CallDispatch:
     def _reserve(self) -> int:
         """While calls are live and may be resumed, one idle call actor is kept for a resume:
         a cold one takes seconds to start, a warm one rejoins at once."""
+        return self._resume_reserve() if self._calls else 0
+
+    def _resume_reserve(self) -> int:
         res = self._resumption
-        return 1 if res is not None and res.policy.enabled and self._calls else 0
+        return 1 if res is not None and res.policy.enabled else 0
 
     def _draining(self) -> frozenset[str]:
         return self._resumption.draining if self._resumption is not None else frozenset()
@@ -515,7 +518,8 @@ class CallDispatch:
         await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
 
     async def _recycle(self, spare: Spare, *, reusable: bool, completed: bool) -> None:
-        if not self._pool.call_finished(spare, reusable=reusable, completed=completed):
+        if not self._pool.call_finished(spare, reusable=reusable, completed=completed,
+                                        reserve=self._resume_reserve()):
             spare.actor.retire()
             return
         try:

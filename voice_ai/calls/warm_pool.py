@@ -77,10 +77,17 @@ class WarmPool:
         self.returning += reusable
         return reusable
 
-    def call_finished(self, spare: Spare, *, reusable: bool, completed: bool) -> bool:
+    def call_finished(self, spare: Spare, *, reusable: bool, completed: bool,
+                      reserve: int = 0) -> bool:
         """The call on ``spare`` ended. True: reset it and ``put_back``; False: retire it.
-        A True answer keeps counting it as returning until ``put_back`` / ``lost_back``."""
-        back = reusable and completed and self.idle < self.target
+        A True answer keeps counting it as returning until ``put_back`` / ``lost_back``.
+
+        ``reserve``: idle actors that must stay idle while calls run (a resume's). The next
+        call would leave ``idle - 1``; if that is under the reserve a new actor starts for it,
+        so the pool keeps up to ``reserve + 1`` rather than retire this one and start another
+        for every call (a pool of one with resume on did exactly that)."""
+        keep = max(self.target, reserve + 1) if self.target > 0 and reserve > 0 else self.target
+        back = reusable and completed and self.idle < keep
         if reusable and not back:
             self.returning -= 1
         return back
