@@ -6,6 +6,8 @@ import dataclasses
 import shutil
 import sqlite3
 import subprocess
+import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,28 @@ def test_a_record_the_table_refuses_raises_instead_of_passing_for_already_stored
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
         store.write_call(broken)
     assert store.write_call(make_call("c1")) is True  # nothing half-written was left behind
+    store.close()
+
+
+def test_a_second_connection_in_the_writer_process_does_not_cost_it_its_wal(
+        tmp_path: Path) -> None:
+    """The store writer holds the call store and, beside it, the appointments connection. Its
+    first use once read the file header with a plain open(): closing that descriptor dropped
+    the process's SQLite locks, so another process's reader, closing, took itself for the
+    last connection and deleted the WAL under the writer; every later commit was lost."""
+    from voice_ai.store.appointments import AppointmentWriter
+
+    db = tmp_path / "v.db"
+    store = CallStore(db)
+    store.write_call(make_call("before"))
+    AppointmentWriter(db).booked_on(date(2026, 12, 1))  # the second connection, first use
+    read = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "print(sorted(r[0] for r in c.execute('SELECT call_id FROM calls'))); c.close()")
+    subprocess.run([sys.executable, "-c", read, str(db)], check=True, capture_output=True)
+    store.write_call(make_call("after"))
+    seen = subprocess.run([sys.executable, "-c", read, str(db)], check=True,
+                          capture_output=True, text=True).stdout
+    assert seen.strip() == "['after', 'before']"
     store.close()
 
 

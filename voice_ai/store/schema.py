@@ -38,7 +38,6 @@ __all__ = [
     "schema_version",
 ]
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 10_000
 
 MIGRATIONS: tuple[str, ...] = (
@@ -148,12 +147,26 @@ def _statements(script: str) -> list[str]:
 
 
 def _check_header(path: Path) -> None:
+    """Refuse a missing file or one that is not SQLite, asking SQLite itself.
+
+    Never with a plain ``open()``: closing any descriptor of the database file drops every
+    POSIX lock this process holds on it, the locks of its open SQLite connections included
+    (SQLite's own closes are deferred while those are open). The store writer's second
+    connection (appointments) once did that on first use; another process's reader then
+    took itself for the last connection, checkpointed and deleted the WAL under the writer,
+    and every later commit went to the deleted file: acknowledged, never seen, gone at exit.
+    """
     if not path.is_file():
         raise DatabaseMissingError(f"database not found: {path}")
-    with path.open("rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
-    if head and head != _SQLITE_MAGIC:
-        raise DatabaseCorruptError(f"not a SQLite database: {path}")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            raise DatabaseCorruptError(f"not a SQLite database: {path}") from None
+        raise
+    finally:
+        conn.close()
 
 
 def open_writer(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
