@@ -133,6 +133,10 @@ def _settings(root: Path, port: int) -> Settings:
         stt_provider="whisper", llm_provider="local", tts_provider="piper",
         stt_pool_size=1, llm_pool_size=1, tts_pool_size=1,
         warm_call_actors=LIMIT, max_concurrent_calls=LIMIT,
+        # the removed node's calls resume at once, one on the reserve spare, the others on call
+        # actors started cold on the remaining nodes: 10 s (the default) was too little for a
+        # cold start with three nodes on two loaded cores (seen in a fresh-clone run)
+        resume_deadline_s=30.0,
     )
 
 
