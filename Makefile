@@ -60,7 +60,7 @@ eval: install
 	$(BIN)/python -m voice_ai.agent.eval $(EVAL_ARGS)
 
 # Benchmarks (docs/performance.md): ours next to the stock LiveKit agent, same simulators.
-# On a shared machine run them under /work/coord/heavy --exclusive.
+# Run them alone on the machine: they measure latency and CPU.
 test-performance: install
 	$(BIN)/python -m benchmarks.load --mode one
 

@@ -7,7 +7,7 @@ silent run between the first and the last speech (speech = a 10 ms window whose 
 least the simulator's ``SPEECH_RMS``, measured on the 16 kHz audio the caller sends), the speech
 span and the speaking rate in words per second.
 
-    python -m benchmarks.piper_pauses            # loads Piper: run it under /work/coord/heavy
+    python -m benchmarks.piper_pauses            # loads Piper: run it alone on the machine
 """
 
 from __future__ import annotations
