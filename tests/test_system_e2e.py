@@ -74,7 +74,8 @@ def test_one_call_end_to_end_with_real_models(local_system) -> None:
     first, second = record.turns
     # what STT heard (the real model on synthesized speech), not the script echoed back
     assert {"appointment", "tuesday"} <= _words(first.user_text), first.user_text
-    assert {"thank", "goodbye"} <= _words(second.user_text), second.user_text
+    # "Thank you very much, goodbye.": whisper writes the goodbye as "Bye bye." at times
+    assert {"thank", "very", "much"} <= _words(second.user_text), second.user_text
     assert all(t.agent_text for t in record.turns)
     assert all(t.stt_provider == "whisper" and t.llm_provider == "local"
                and t.tts_provider == "piper" for t in record.turns)
