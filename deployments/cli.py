@@ -103,12 +103,8 @@ def run(
             if failed:
                 raise typer.Exit(1)
             return
-        import ray
-
         from deployments.internal_face import internal_url
 
-        console.print(f"ray cluster at {ray.get_runtime_context().gcs_address} "
-                      f"(RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE', '')})", soft_wrap=True)
         console.print(f"[bold]serving[/] http://{settings.http_host}:{settings.http_port}/health"
                       f" (public face); {internal_url(settings)}/health/detailed, /metrics, "
                       "/docs (internal face) — Ctrl-C to stop", soft_wrap=True)

@@ -6,6 +6,7 @@ Used by ``voice-ai run``, the tests' end-to-end fixtures and the benchmarks.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -76,6 +77,9 @@ class LocalSystem:
                          runtime_env=RUNTIME_ENV,
                          include_dashboard=self._dashboard, num_cpus=self._num_cpus,
                          log_to_driver=False)
+            # first, so an operator can attach (`ray status`) while the rest is loading
+            c.print(f"ray cluster at {ray.get_runtime_context().gcs_address} "
+                    f"(RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE', '')})", soft_wrap=True)
         with c.status("starting Serve"):
             # before the pools: Serve gives its HTTP proxy 60 s to start and kills it after
             # that; started while the pools and call actors load (a dozen worker processes on

@@ -1,7 +1,8 @@
 """The Ray cluster `voice-ai run` starts refuses a client without its token (issue #15).
 
-`voice-ai run` runs for real in a subprocess (local models, one simulated call, then it keeps
-serving) with its own HOME, so the token Ray generates for it lands in a directory of this test.
+`voice-ai run` runs for real in a subprocess with its own HOME, so the token Ray generates for
+it lands in a directory of this test; the clients knock as soon as it prints its cluster's
+address (while its pools are still loading) and the run is killed after.
 Then three clients try to join that cluster: one with no token, one with a wrong token (both
 must be refused) and one with the token from that HOME (must get in: without this control the
 first two could "fail" for any reason).
@@ -67,10 +68,11 @@ def voice_ai_run(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         for line in proc.stdout:
             seen.append(line)
+            # printed as soon as Ray is up (its token written): the clients knock while the
+            # pools and the simulated call are still under way
             if match := re.search(r"ray cluster at (\S+) \(RAY_AUTH_MODE=(\w*)\)", line):
                 address = match.group(1)
                 assert match.group(2) == "token", line
-            if "serving" in line and address:
                 break
             assert time.monotonic() < deadline, "voice-ai run did not start in time"
         assert address, "".join(seen[-40:])
