@@ -13,8 +13,10 @@ from voice_ai.audio import (
     AnyRateResampler,
     Resampler,
     concat_frames,
+    dbfs_to_rms,
     downmix,
     frame_from_pcm,
+    frame_rms,
     interleave,
     pcm_of,
     resample_pcm,
@@ -149,6 +151,20 @@ def test_rms_dbfs_is_relative_to_int16_full_scale() -> None:
     square = np.tile(np.array([32767, -32767], dtype=np.int16), 800).tobytes()
     assert rms_dbfs(square) == pytest.approx(0.0, abs=0.01)
     assert rms_dbfs(_sine(16_000, 0.5, amplitude=328)) == pytest.approx(-43.0, abs=0.1)
+
+
+def test_a_frames_level_is_the_rms_of_its_samples_frame_after_frame() -> None:
+    loud = frame_from_pcm(_sine(16_000, 0.02, amplitude=10_000), 16_000)
+    quiet = frame_from_pcm(_sine(16_000, 0.02, amplitude=100), 16_000)
+    for frame in (loud, loud, quiet, loud, quiet, quiet):  # the second look at a frame is free
+        assert frame_rms(frame) == pytest.approx(rms(frame.data.tobytes()), rel=1e-12)
+    assert frame_rms(frame_from_pcm(b"", 16_000)) == 0.0
+
+
+def test_dbfs_to_rms_inverts_rms_dbfs() -> None:
+    pcm = _sine(16_000, 0.5, amplitude=328)
+    assert dbfs_to_rms(rms_dbfs(pcm)) == pytest.approx(rms(pcm), rel=1e-9)
+    assert dbfs_to_rms(0.0) == 32768.0
 
 
 def test_downmix_averages_interleaved_channels() -> None:

@@ -88,6 +88,16 @@ def test_a_caller_breathing_on_the_line_is_not_a_zombie_but_comfort_noise_is() -
     assert dead.verdict() is EndReason.SILENCE_TIMEOUT
 
 
+def test_caller_frames_count_as_sound_at_the_same_level_as_caller_audio() -> None:
+    breathing, hiss = _noise(-45), _noise(-70)
+    for pcm, verdict in ((breathing, None), (hiss, EndReason.SILENCE_TIMEOUT)):
+        dog, clock = _dog(silence_s=60)
+        clock.now += 59
+        dog.caller_frame(frame_from_pcm(pcm, RATE))
+        clock.now += 1
+        assert dog.verdict() is verdict
+
+
 def test_agent_audio_keeps_the_call_alive_and_the_clock_starts_when_it_stops() -> None:
     dog, clock = _dog(silence_s=10)
     dog.agent_playing(True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -27,8 +28,10 @@ __all__ = [
     "AnyRateResampler",
     "Resampler",
     "concat_frames",
+    "dbfs_to_rms",
     "downmix",
     "frame_from_pcm",
+    "frame_rms",
     "interleave",
     "pcm_of",
     "resample_pcm",
@@ -178,12 +181,40 @@ def silence(duration_s: float, sample_rate: int) -> bytes:
     return bytes(int(duration_s * sample_rate) * SAMPLE_WIDTH)
 
 
-def rms(pcm16: bytes) -> float:
-    """Root mean square of int16 samples (0 for no samples): a cheap speech/silence measure."""
-    samples = np.frombuffer(_whole_samples(pcm16), dtype=np.int16)
+def _rms_of(samples: np.ndarray[Any, np.dtype[np.int16]]) -> float:
     if samples.size == 0:
         return 0.0
-    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    # one float64 dot product: ~4x cheaper than astype + square + mean on a 20 ms frame, and
+    # exact (a sum of int16 squares stays far below 2**53 for any buffer a call holds)
+    wide = samples.astype(np.float64)
+    return math.sqrt(float(np.dot(wide, wide)) / samples.size)
+
+
+def rms(pcm16: bytes) -> float:
+    """Root mean square of int16 samples (0 for no samples): a cheap speech/silence measure."""
+    return _rms_of(np.frombuffer(pcm16, dtype=np.int16, count=len(pcm16) // SAMPLE_WIDTH))
+
+
+_last_level: tuple[rtc.AudioFrame | None, float] = (None, 0.0)
+
+
+def frame_rms(frame: rtc.AudioFrame) -> float:
+    """``rms`` of one mono frame, computed once per frame: the call's watchdog and its STT
+    stage both look at every caller frame (the same frame object), and the second look is
+    answered from the first."""
+    global _last_level
+    last, level = _last_level
+    if last is frame:
+        return level
+    level = _rms_of(np.frombuffer(frame.data, dtype=np.int16))
+    _last_level = (frame, level)
+    return level
+
+
+def dbfs_to_rms(dbfs: float) -> float:
+    """The int16 RMS of a level in dBFS (the inverse of ``rms_dbfs``): compare an ``rms``
+    against it instead of taking a logarithm per frame."""
+    return FULL_SCALE * math.pow(10.0, dbfs / 20.0)
 
 
 def rms_dbfs(pcm16: bytes) -> float:

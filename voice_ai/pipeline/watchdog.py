@@ -34,7 +34,7 @@ from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.io import AudioInput, AudioOutput
 
-from voice_ai.audio import rms_dbfs
+from voice_ai.audio import dbfs_to_rms, frame_rms, rms
 from voice_ai.config import Settings
 from voice_ai.records import EndReason
 
@@ -87,7 +87,15 @@ class CallWatchdog:
             self._started_at = self._last_sound_at = self._clock()
 
     def caller_audio(self, pcm16: bytes) -> None:
-        if rms_dbfs(pcm16) > self.limits.caller_sound_dbfs:
+        self._caller_level(rms(pcm16))
+
+    def caller_frame(self, frame: rtc.AudioFrame) -> None:
+        """``caller_audio`` for a frame (its level is computed once, shared with the STT stage)."""
+        self._caller_level(frame_rms(frame))
+
+    def _caller_level(self, level: float) -> None:
+        # an RMS compared with the threshold's RMS: no logarithm per 20 ms frame
+        if level > dbfs_to_rms(self.limits.caller_sound_dbfs):
             self._last_sound_at = self._clock()
 
     def agent_playing(self, playing: bool) -> None:
@@ -160,5 +168,5 @@ class _CallerTap(AudioInput):
     async def __anext__(self) -> rtc.AudioFrame:
         assert self.source is not None
         frame = await self.source.__anext__()
-        self._watchdog.caller_audio(frame.data.tobytes())
+        self._watchdog.caller_frame(frame)
         return frame

@@ -39,7 +39,7 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, APITimeoutError, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from voice_ai.audio import rms
+from voice_ai.audio import frame_rms
 from voice_ai.providers.segmenter import SegmentedRecognition
 from voice_ai.resilience.gate import Outcome, ProviderBoard
 from voice_ai.resilience.served import SERVED, Served, ServedEvent
@@ -245,7 +245,7 @@ class _StageStream(stt.RecognizeStream):
             assert leg is not None
             if isinstance(item, rtc.AudioFrame):
                 self._keep(item)
-                voiced = rms(item.data.tobytes()) >= self._stt.policy.voiced_rms
+                voiced = frame_rms(item) >= self._stt.policy.voiced_rms
                 if voiced:
                     self._quiet_since = None
                     if self._on_primary and self._voiced_at is None:
