@@ -1,5 +1,6 @@
 """Operator commands against a running cluster (docs/RUNBOOK.md): ``voice-ai pool status``,
-``voice-ai pool restart STAGE``, ``voice-ai call test``, ``voice-ai store stop``.
+``voice-ai pool restart STAGE``, ``voice-ai call test``, ``voice-ai store stop``,
+``voice-ai drain NODE``.
 
 They attach to the cluster of ``RAY_ADDRESS`` (or the one started on this machine by
 ``ray start``), never start a new one, and only use the system's named actors.
@@ -8,6 +9,7 @@ They attach to the cluster of ``RAY_ADDRESS`` (or the one started on this machin
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -212,3 +214,85 @@ def store_stop(
                            f"{timeout_s:.0f} s") from None
             time.sleep(0.2)
     console.print(f"store writer stopped; {settings.db_path} is free for `voice-ai restore`")
+
+
+_NODE_ID = re.compile(r"[0-9a-f]+")
+
+
+def resolve_node(query: str, alive: list[str]) -> str:
+    """The one live node whose id starts with ``query`` (a Ray node id, hex, or a unique
+    prefix of one); ``ValueError`` naming the problem otherwise."""
+    wanted = query.strip().lower()
+    if not _NODE_ID.fullmatch(wanted):
+        raise ValueError(f"{query!r} is not a node id: hex digits, as `ray list nodes` and "
+                         "/health/detailed show them")
+    matches = [n for n in alive if n.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    live = ", ".join(n[:12] for n in alive) or "none"
+    if not matches:
+        raise ValueError(f"no live node's id starts with {query!r} (live nodes: {live})")
+    raise ValueError(f"{query!r} matches {len(matches)} live nodes; give more of its id "
+                     f"(live nodes: {live})")
+
+
+@app.command("drain")
+def drain(
+    node: Annotated[str, typer.Argument(help="Node id, or a unique prefix of it (`ray list "
+                                             "nodes`, /health/detailed).")],
+    wait_s: Annotated[float, typer.Option("--wait", help="Wait this long (s) for its calls "
+                                                         "to move.")] = 120.0,
+    undo: Annotated[bool, typer.Option("--undo", help="Let new calls go to the node again.")]
+    = False,
+) -> None:
+    """Stop new calls on NODE and move its live calls to other nodes, each at its next turn
+    boundary once a call actor elsewhere is ready for it (a deploy or node upgrade drops no
+    call; docs/RUNBOOK.md). Exit 0: no call left on the node; 1: calls still on it after
+    --wait; 2: not a live node id."""
+    import ray
+
+    from actors.names import DISPATCHER
+    from voice_ai.calls.dispatch import DrainReport
+
+    try:  # a malformed id costs one line before anything attaches
+        resolve_node(node, [node.strip().lower()])
+    except ValueError as e:
+        raise fail(str(e), code=2) from None
+    namespace = _namespace(_settings())
+    with _attached():
+        alive = [str(n["NodeID"]) for n in ray.nodes()  # type: ignore[no-untyped-call]
+                 if n.get("Alive")]
+        try:
+            node_id = resolve_node(node, alive)
+        except ValueError as e:
+            raise fail(str(e), code=2) from None
+        short = node_id[:12]
+        try:
+            dispatcher = ray.get_actor(DISPATCHER, namespace=namespace)
+            if undo:
+                ray.get(dispatcher.undrain_node.remote(node_id), timeout=30)
+                console.print(f"node {short}: new calls may go to it again")
+                return
+            report: DrainReport = ray.get(  # type: ignore[assignment]  # handle is untyped
+                dispatcher.drain_node.remote(node_id), timeout=60)
+        except ray.exceptions.RayTaskError as e:  # e.g. RESUME_CALLS=false
+            raise fail(f"the dispatcher refused: {e.cause}") from None
+        except (ValueError, ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
+            raise fail(f"the call dispatcher is not answering ({type(e).__name__}); see "
+                       "`voice-ai pool status` and the errors log") from None
+        console.print(f"node {short} draining: no new calls; {report.spares_retired} idle call "
+                      f"actors stopped; {len(report.handing_over)} calls to hand over")
+        deadline = time.monotonic() + wait_s
+        left = report.calls_left
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            now: DrainReport = ray.get(dispatcher.drain_status.remote(node_id), timeout=30)
+            if len(now.calls_left) != len(left):
+                console.print(f"  {len(left) - len(now.calls_left)} moved, "
+                              f"{len(now.calls_left)} left")
+            left = now.calls_left
+        if left:
+            raise fail(f"{len(left)} calls still on node {short} after {wait_s:g} s (each "
+                       "moves at its next turn boundary; run the command again to follow)")
+        console.print(f"node {short}: no calls left, and it takes no new ones "
+                      f"(`voice-ai drain --undo {short}` lets them back)")

@@ -153,6 +153,7 @@ class FakeCallActor:
         self.dead = False
         self.retired = False
         self._death: asyncio.Future[None] | None = None
+        self._prepare_gate: asyncio.Event | None = None
 
     @property
     def name(self) -> str:
@@ -179,8 +180,9 @@ class FakeCallActor:
 
     async def prepare(self) -> ActorInfo:
         await self._alive()
-        if self.prepare_mode == "hang":
-            await self._or_die(asyncio.ensure_future(asyncio.Event().wait()))
+        if self.prepare_mode == "hang":  # until ``release_prepare`` (or for ever)
+            self._prepare_gate = asyncio.Event()
+            await self._or_die(asyncio.ensure_future(self._prepare_gate.wait()))
         if self.prepare_mode == "fail":
             raise RuntimeError("VAD failed to load")
         self.prepared = True
@@ -245,6 +247,11 @@ class FakeCallActor:
     def finish(self, call_id: str, reason: EndReason = EndReason.CALLER_HANGUP) -> None:
         fut = self.runner.ends.setdefault(call_id, asyncio.get_running_loop().create_future())
         fut.set_result(reason)
+
+    def release_prepare(self) -> None:
+        """A ``prepare="hang"`` actor finishes preparing now (e.g. a slow cold start)."""
+        if self._prepare_gate is not None:
+            self._prepare_gate.set()
 
     def die(self) -> None:
         """SIGKILL: the call's task stops with the process; its record is never written."""

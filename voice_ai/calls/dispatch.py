@@ -149,7 +149,8 @@ class DrainReport:
 
     node_id: str
     spares_retired: int  # idle call actors of the node, stopped
-    handing_over: tuple[str, ...]  # calls asked to hand over at their next turn boundary
+    handing_over: tuple[str, ...]  # calls to hand over at their next turn boundary, each as
+    # soon as a call actor off the draining nodes is ready for it
     calls_left: tuple[str, ...]  # calls still running on the node
 
 
@@ -192,6 +193,8 @@ class CallDispatch:
         self._calls: dict[str, _Call] = {}
         self._finished: dict[str, asyncio.Future[CallRecord]] = {}
         self._cancelled: dict[str, EndReason] = {}
+        self._draining_calls: set[str] = set()  # calls a drain is moving (``_drain_call``)
+        self._drain_spares: dict[str, Spare] = {}  # call id -> the actor ready to carry it on
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refill: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
@@ -316,6 +319,10 @@ class CallDispatch:
             record = self._failed(ticket, EndReason.ERROR, f"{type(e).__name__}: {e}")
         if self._resumption is not None:
             self._resumption.forget(ticket.call_id)
+        self._draining_calls.discard(ticket.call_id)
+        unused = self._drain_spares.pop(ticket.call_id, None)
+        if unused is not None:  # the call ended before it handed over: the actor is a spare
+            self._pool.add(unused)
         actor = call.spare.actor  # the last one to carry the call
         if lost:  # the actor could not record its call: do it here, durable first
             self.actors_lost += 1
@@ -356,7 +363,21 @@ class CallDispatch:
                 return end
             if self._resumption is None:
                 raise ResumeFailed("handed over with no resume policy")
-            await self._resume(call, ResumeCause.DRAIN, self._wall())
+            handed_at = self._wall()
+            await self._note_final_checkpoint(call)
+            await self._resume(call, ResumeCause.DRAIN, handed_at)
+
+    async def _note_final_checkpoint(self, call: _Call) -> None:
+        """The checkpoint a call actor made as it handed its call over: the actor keeps it
+        (``info``); its own push to the dispatcher may still be on its way."""
+        assert self._resumption is not None
+        try:
+            info = await within(call.spare.actor.info(), self.policy.reply_timeout_s,
+                                f"info of {call.spare.actor.name}")
+        except Exception:  # gone meanwhile: the checkpoint held is the latest there is
+            return
+        if info.checkpoint is not None:
+            self._resumption.note(info.checkpoint)
 
     async def _resume(self, call: _Call, cause: ResumeCause, lost_at: float) -> None:
         """Carry the call on in another call actor from its last checkpoint, listening again
@@ -370,9 +391,11 @@ class CallDispatch:
         order = res.order(call_id, cause, lost_at, old.node_id)
         ticket = CallTicket(replace(call.ticket.spec, resume=order), call.ticket.key)
         limit = f"RESUME_DEADLINE_S={res.policy.deadline_s:g}"
+        ready = self._drain_spares.pop(call_id, None)  # a drain made one ready for this call
         while (left := res.deadline_left(lost_at)) > 0:
-            spare = (self._pool.take(avoid=self._draining() | {old.node_id})
+            spare = (ready or self._pool.take(avoid=self._draining() | {old.node_id})
                      or self._pool.take(avoid=self._draining()))
+            ready = None
             if spare is None:
                 spare = await self._cold_spare(left, limit)
                 left = res.deadline_left(lost_at)
@@ -420,6 +443,7 @@ class CallDispatch:
         old.actor.retire()
         if call.reusable:
             self._pool.call_finished(old, reusable=True, completed=False)
+        self._draining_calls.discard(ticket.call_id)
         call.spare, call.ticket = to, ticket
         call.reusable = self._pool.call_started(to)
 
@@ -444,7 +468,10 @@ class CallDispatch:
 
     async def drain_node(self, node_id: str) -> DrainReport:
         """Stop new calls on ``node_id`` (no new call actor there, its idle ones retired) and
-        ask each of its calls to hand over at its next turn boundary. Idempotent."""
+        move each of its calls: once a call actor off the draining nodes is ready for it (a
+        warm one, or one started now), the call is asked to hand over at its next turn
+        boundary, so the caller's gap is a warm actor rejoining, never a cold start.
+        Returns at once (``drain_status`` follows the calls). Idempotent."""
         if self._resumption is None:
             raise RuntimeError("draining needs the resume policy (RESUME_CALLS)")
         self._resumption.drain(node_id)
@@ -452,17 +479,48 @@ class CallDispatch:
         for spare in spares:
             spare.actor.retire()
         on_node = await self._calls_on(node_id)
-        asked = await asyncio.gather(*(
-            within(c.spare.actor.hand_over(c.ticket.call_id), self.policy.reply_timeout_s,
-                   f"hand over on {c.spare.actor.name}") for c in on_node),
-            return_exceptions=True)
+        # a call that may not be carried on (a browser call, or one moved too often) stays
+        # until it ends: handing it over would end it
+        movable = [c for c in on_node if self._resumption.refusal(c.ticket.spec) is None]
+        for call in movable:
+            if call.ticket.call_id not in self._draining_calls:
+                self._draining_calls.add(call.ticket.call_id)
+                self._spawn(self._drain_call(call))
         self._kick_refill()
-        handing = tuple(c.ticket.call_id for c, ok in zip(on_node, asked, strict=True)
-                        if ok is True)
         logger.warning("node draining", extra={"node": node_id[:12], "spares_retired": len(
-            spares), "handing_over": len(handing)})
-        return DrainReport(node_id, len(spares), handing,
+            spares), "handing_over": len(movable), "staying": len(on_node) - len(movable)})
+        return DrainReport(node_id, len(spares), tuple(c.ticket.call_id for c in movable),
                            tuple(c.ticket.call_id for c in on_node))
+
+    async def _drain_call(self, call: _Call) -> None:
+        """Ready a call actor off the draining nodes for ``call``, then ask the call to hand
+        over at its next turn boundary (``_resume`` gives it that actor). If none gets ready
+        within ``prepare_timeout_s`` the call stays where it is (a later drain tries again)."""
+        call_id = call.ticket.call_id
+        try:
+            spare = self._pool.take(avoid=self._draining())
+            if spare is None:
+                spare = await self._cold_spare(self.policy.prepare_timeout_s,
+                                               "CALL_ACTOR_PREPARE_TIMEOUT_S")
+            else:
+                self._kick_refill()
+            if self._calls.get(call_id) is not call:  # it ended meanwhile: a spare again
+                self._pool.add(spare)
+                self._draining_calls.discard(call_id)
+                return
+            self._drain_spares[call_id] = spare
+            asked = await within(call.spare.actor.hand_over(call_id),
+                                 self.policy.reply_timeout_s,
+                                 f"hand over on {call.spare.actor.name}")
+            if not asked:
+                raise RuntimeError("the call actor has no such call running")
+        except Exception as e:
+            unused = self._drain_spares.pop(call_id, None)
+            if unused is not None:
+                self._pool.add(unused)
+            self._draining_calls.discard(call_id)
+            logger.error("drain: call not moved", extra={
+                "call_id": call_id, "error": f"{type(e).__name__}: {e}"})
 
     async def drain_status(self, node_id: str) -> DrainReport:
         on_node = await self._calls_on(node_id)
@@ -518,7 +576,9 @@ class CallDispatch:
         await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
 
     async def _recycle(self, spare: Spare, *, reusable: bool, completed: bool) -> None:
-        if not self._pool.call_finished(spare, reusable=reusable, completed=completed,
+        draining = spare.node_id in self._draining()  # its node takes no calls: retire it
+        if not self._pool.call_finished(spare, reusable=reusable,
+                                        completed=completed and not draining,
                                         reserve=self._resume_reserve()):
             spare.actor.retire()
             return
@@ -615,6 +675,9 @@ class CallDispatch:
             return False
         finally:
             self._pool.starting -= 1
+        if info.node_id in self._draining():  # started before its node began to drain
+            actor.retire()
+            return True
         self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
         return True
 
