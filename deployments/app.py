@@ -37,6 +37,11 @@ __all__ = ["VoiceGateway", "bind_gateway", "build_app"]
 # Requests one replica holds at once. Handlers only await (deadlines everywhere), so a high
 # number is safe; Serve's default of 5 let five slow admissions block every other webhook.
 MAX_ONGOING_REQUESTS = 200
+# How often Serve's controller checks each replica. A SIGKILLed replica fails its next check
+# at once, so this bounds how long the proxy keeps routing webhooks to a dead replica: with
+# Serve's default of 10 s the fault suite saw webhooks hang ~30 s. A live replica answers
+# the check in milliseconds; the timeout stays Serve's 30 s so a loaded one is not killed.
+HEALTH_CHECK_PERIOD_S = 2.0
 
 
 class HubWebhookRejections:
@@ -50,7 +55,8 @@ class HubWebhookRejections:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=2,
-                  max_ongoing_requests=MAX_ONGOING_REQUESTS)
+                  max_ongoing_requests=MAX_ONGOING_REQUESTS,
+                  health_check_period_s=HEALTH_CHECK_PERIOD_S)
 @serve.ingress()
 class VoiceGateway:
     def __init__(self, settings: Settings, start_system: bool = True) -> None:
