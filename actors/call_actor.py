@@ -16,6 +16,7 @@ here at its next turn boundary without hanging up (``voice_ai.calls.resume``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -87,6 +88,10 @@ class CallActor:
                 # Linux niceness is per thread: this is the actor's event loop thread, where
                 # the call runs, and the threads it starts from now on (VAD inference)
                 os.nice(s.call_actor_nice)
+            if s.call_actor_slow_callback_ms > 0:  # diagnostics: what holds the loop up
+                loop = asyncio.get_running_loop()
+                loop.set_debug(True)
+                loop.slow_callback_duration = s.call_actor_slow_callback_ms / 1000
             ns = s.ray_namespace
 
             async def connect(stage: str, provider: str) -> PoolPort:

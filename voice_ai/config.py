@@ -168,10 +168,17 @@ class Settings(BaseSettings):
     call_actor_max_calls: int = Field(20, ge=1, le=10_000)
     """Calls one call actor serves, one at a time, before it retires (1 = a new process per
     call). Starting a call actor costs ~6 CPU-seconds (imports, models, pool connections)."""
-    call_actor_nice: int = Field(3, ge=0, le=19)
-    """Niceness a call actor adds to its own (Ray starts workers at 15). When the CPU is
-    saturated the provider pools, which every call waits on, then win over one call's audio
-    processing: with 10 calls on 2 cores and Deepgram down, whisper's queue halved."""
+    call_actor_nice: int = Field(0, ge=0, le=19)
+    """Niceness a call actor adds to its own (Ray starts workers at 15). 0: a call's audio path
+    runs at the same niceness as the provider pools, the callers' hosts and a warm-pool refill.
+    It was 3 (pools first: whisper's queue halved with 10 calls on 2 cores and Deepgram down),
+    but on saturated cores a loop at 18 beside CPU-bound work at 15 falls seconds behind:
+    ``python -m benchmarks.niceness`` (a 20 ms loop working 2 ms per frame beside 4 busy
+    processes at 15) woke p50 6.1 s late at 18 against 44 ms at 15 (docs/performance.md)."""
+    call_actor_slow_callback_ms: float = Field(0.0, ge=0.0, le=60_000.0)
+    """Diagnostics: > 0 runs each call actor's event loop in asyncio debug mode and logs every
+    callback that held the loop longer than this (logger ``asyncio``, in the log files like
+    every worker's records). Debug mode costs CPU itself: leave 0 in production."""
     call_actor_num_cpus: float = Field(0.05, ge=0.0, le=16.0)
     call_actor_memory_mb: int = Field(400, ge=64, le=65_536)
     call_actor_slots: float = Field(0.0, ge=0.0, le=64.0)
