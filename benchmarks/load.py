@@ -48,6 +48,9 @@ MODES = ("must-show", "one", "concurrent", "zero", "capacity", "profile", "smoke
 SLO_P95_MS = 1500.0
 CAPACITY_LEVELS = "2,4,6,8,10,12,14,16,20,24"
 MUST_SHOW_LEVELS = "4,8,12,16"
+RAY_WORKER_NICE = int(os.environ.get("RAY_worker_niceness", "15"))
+"""Ray starts its workers (our call actors, pools, the callers' hosts) at this niceness; the
+stock agent's call processes get the same plus CALL_ACTOR_NICE, as our call actors do."""
 MUST_SHOW_CAPACITY_BUDGET_S = 780.0
 """must-show's whole run fits in ~25 minutes on 2 cores (make bench adds the embedded ~4)"""
 
@@ -299,7 +302,8 @@ def _run_mode(run: Run, tmp: Path) -> dict[str, Any]:
         job = StockJob(urls["deepgram_base_url"], urls["openai_base_url"],
                        urls["cartesia_base_url"], vad_silence_s=vad_silence,
                        min_delay_s=min_delay, greeting=settings.greeting,
-                       turn_detection="vad")
+                       turn_detection="vad",
+                       nice=RAY_WORKER_NICE + settings.call_actor_nice)
         ours = OursSide(system)
         # the stock agent's callers are dialled on our system's caller hosts, as ours are
         lines = RayCallerLines(settings)

@@ -50,6 +50,9 @@ class StockJob:
     """``default``: livekit's ``TurnDetector`` (what ``AgentSession()`` gives); ``vad`` or
     ``stt``: livekit's VAD- or STT-based end of turn."""
     api_key: str = "test-key"
+    nice: int = 0
+    """Niceness of the call processes: the benchmark gives them our call actors' (Ray starts
+    its workers at 15), so neither side's agent outranks the other or the shared harness."""
     greeting: str = GREETING
     instructions: str = INSTRUCTIONS
 
@@ -257,6 +260,8 @@ def _call_process(conn: Any, job_json: str) -> None:
     import voice_ai.pipeline.line  # noqa: F401  # the caller's line, ready as a room client is
 
     job = StockJob(**json.loads(job_json))
+    if job.nice > os.nice(0):  # before any thread starts: every thread of the call inherits it
+        os.nice(job.nice - os.nice(0))
     # LiveKit's prewarm: the VAD loaded before the process takes a job
     vad = silero.VAD.load(min_silence_duration=job.vad_silence_s)
     try:
