@@ -15,9 +15,11 @@ Then: a burst of 3x MAX_CONCURRENT_CALLS arrivals at once; the admitted calls ru
 the nodes; the ``cpu`` worker is removed mid-call, after every call's first turn (each call's
 checkpoint is with the dispatcher) while the callers pause; its calls are resumed on the
 remaining nodes (a ``resumed`` event each) and complete like the others, one record each;
-pools re-create what they lost; new calls go to the remaining nodes. /metrics and
-/health/detailed are read before and after. The simulated callers' hosts are pinned to the
-head: like a phone caller, the caller is not on the node that dies.
+pools re-create what they lost. Then a drain: three new calls placed on the ``gpu`` worker are
+moved off it after their first turn by ``voice-ai drain`` (the command, in a subprocess attached
+to this cluster), and complete on the head. /metrics and /health/detailed are read before and
+after. The simulated callers' hosts are pinned to the head: like a phone caller, the caller is
+not on the node that dies.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ray import serve  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from actors.caller_actor import start_caller_hosts  # noqa: E402
-from actors.names import NAMESPACE, worker_name  # noqa: E402
+from actors.names import CALL_ACTOR_PREFIX, NAMESPACE, worker_name  # noqa: E402
 from actors.store_writer import WRITER_NAME  # noqa: E402
 from actors.system import ensure_system  # noqa: E402
 from actors.worker_setup import RUNTIME_ENV  # noqa: E402
@@ -60,6 +62,7 @@ from voice_ai.pipeline.specs import CallSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "multinode_resume_call.yaml"  # 2 turns, patient
+DRAIN_SCENARIO = ROOT / "tests" / "data" / "multinode_drain_call.yaml"  # 3 turns, patient
 LIMIT = 3  # MAX_CONCURRENT_CALLS: small, so a burst of 3x is cheap on 2 cores
 HEAD_ONLY = {"node:__internal_head__": 0.001}
 
@@ -192,8 +195,77 @@ def _resumed_events(settings: Settings, call_ids: list[str]) -> dict[str, list[d
     return out
 
 
-def _spec() -> CallSpec:
-    return CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIO))
+def _spec(scenario: Path = SCENARIO) -> CallSpec:
+    return CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(scenario))
+
+
+def _call_actor_nodes() -> list[str]:
+    """The node (12 hex) of every call actor alive now, warm or in a call."""
+    names = [str(e["name"]) for e in ray.util.list_named_actors(all_namespaces=True)
+             if e["namespace"] == NAMESPACE and str(e["name"]).startswith(CALL_ACTOR_PREFIX)]
+    nodes = []
+    from ray._private.state import actors
+
+    for name in names:
+        try:
+            entry = actors(ray.get_actor(name, namespace=NAMESPACE)._actor_id.hex())
+        except Exception:  # retired since the listing
+            continue
+        if entry["State"] == "ALIVE":
+            nodes.append(str(entry["Address"]["NodeID"])[:12])
+    return sorted(nodes)
+
+
+def _drain_phase(out: dict[str, Any], address: str, settings: Settings, dispatcher: Any,
+                 ids: dict[str, str]) -> None:
+    """Three live calls on the ``gpu`` worker, moved off it by ``voice-ai drain`` (the command,
+    in a subprocess attached to this cluster) after their first turn."""
+    head, worker = ids["head"], ids["gpu"]
+    began = time.perf_counter()
+    # set-up: every warm call actor on the worker (the head drained for a moment), so the
+    # three new calls all start there
+    ray.get(dispatcher.drain_node.remote(head), timeout=60)
+    _wait("the warm pool refilled on the worker", lambda: ray.get(
+        dispatcher.status.remote())["warm_ready"] >= LIMIT, 120)
+    ray.get(dispatcher.undrain_node.remote(head), timeout=30)
+    new = [_spec(DRAIN_SCENARIO) for _ in range(LIMIT)]
+    started = ray.get([dispatcher.start_call.remote(s) for s in new], timeout=60)
+    new_calls: dict[str, dict[str, Any]] = {}
+    for s, st in zip(new, started, strict=True):
+        new_calls[s.call_id] = {"decision": st.decision.value}
+        if st.decision is Decision.ACCEPTED:
+            new_calls[s.call_id]["node"] = _node_of_call(settings, s.call_id)
+    live = [cid for cid, c in new_calls.items() if "node" in c]
+    _wait("every drained call's first turn checkpointed", lambda: ray.get(
+        dispatcher.status.remote())["resume"]["checkpoints_held"] >= len(live), 120)
+    t = time.perf_counter()
+    proc = subprocess.run(  # the operator's command, attached to this cluster
+        [sys.executable, "-m", "deployments.cli", "drain", worker[:12], "--wait", "150"],
+        cwd=ROOT, env={**os.environ, "RAY_ADDRESS": address}, capture_output=True, text=True,
+        timeout=240)
+    drain: dict[str, Any] = {"node": worker[:12], "exit_code": proc.returncode,
+                             "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:],
+                             "command_s": round(time.perf_counter() - t, 1)}
+    for cid in live:
+        record = ray.get(dispatcher.wait_call.remote(cid), timeout=300)
+        new_calls[cid].update(outcome=record.outcome.value, end_reason=record.end_reason.value,
+                              error=record.error, turns=len(record.turns),
+                              answered=[bool(x.agent_text) for x in record.turns])
+    rows = _store_rows(settings, live)
+    resumed = _resumed_events(settings, live)
+    for cid in live:
+        new_calls[cid]["store"] = rows.get(cid)
+        new_calls[cid]["resumed"] = resumed.get(cid, [])
+    out["new_calls"] = new_calls
+    # afterwards: the warm pool refilled (the drain retired the worker's idle actors), and no
+    # call actor is on the drained worker
+    _wait("the warm pool refilled after the drain", lambda: ray.get(
+        dispatcher.status.remote())["warm_ready"] >= LIMIT, 120)
+    drain["call_actor_nodes_after"] = _call_actor_nodes()
+    drain["draining_nodes"] = [n[:12] for n in ray.get(
+        dispatcher.status.remote())["resume"]["draining_nodes"]]
+    drain["phase_s"] = round(time.perf_counter() - began, 1)
+    out["drain"] = drain
 
 
 def run(out: dict[str, Any], root: Path) -> None:
@@ -299,20 +371,7 @@ def run(out: dict[str, Any], root: Path) -> None:
             "stt_whisper": _worker_node(worker_name("stt", "whisper", 0))[0][:12],
             "llm_local": _worker_node(worker_name("llm", "local", 0))[0][:12],
             "tts_piper": _worker_node(worker_name("tts", "piper", 0))[0][:12]}
-        new = [_spec() for _ in range(LIMIT)]  # as many as the warm pool holds
-        _wait("the warm pool refilled", lambda: ray.get(
-            handles.dispatcher.status.remote())["warm_ready"] >= LIMIT, 120)
-        started = ray.get([handles.dispatcher.start_call.remote(s) for s in new], timeout=60)
-        new_calls = {}
-        for s, st in zip(new, started, strict=True):
-            entry: dict[str, Any] = {"decision": st.decision.value}
-            if st.decision is Decision.ACCEPTED:
-                entry["node"] = _node_of_call(settings, s.call_id)
-                record = ray.get(handles.dispatcher.wait_call.remote(s.call_id), timeout=300)
-                entry.update(outcome=record.outcome.value, end_reason=record.end_reason.value,
-                             error=record.error)
-            new_calls[s.call_id] = entry
-        out["new_calls"] = new_calls
+        _drain_phase(out, cluster.address, settings, handles.dispatcher, ids)
         out["counts_final"] = _call_counts(base)
     finally:
         out["total_s"] = round(time.perf_counter() - t0, 1)

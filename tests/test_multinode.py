@@ -1,6 +1,7 @@
 """Several Ray nodes on one machine (head, a worker declaring one GPU, a CPU worker), run as a
 subprocess by ``tests/multinode_scenario.py``: placement, what /metrics and /health/detailed
-show, and losing a worker node in the middle of calls."""
+show, losing a worker node in the middle of calls, and ``voice-ai drain`` moving three live
+calls off a worker (issue #18)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,22 @@ def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, An
         assert c["decision"] == "accepted", call_id
         assert c["node"] in remaining
         assert c["outcome"] == "completed", c
+
+
+def test_voice_ai_drain_moves_three_live_calls_off_a_node_and_drops_none(
+        scenario: dict[str, Any]) -> None:
+    worker, drain, calls = scenario["nodes"]["gpu"], scenario["drain"], scenario["new_calls"]
+    assert drain["exit_code"] == 0, drain  # the command saw no call left on the node
+    assert len(calls) == 3 and {c["node"] for c in calls.values()} == {worker}  # all 3 there
+    for call_id, c in calls.items():
+        assert c["outcome"] == "completed", (call_id, c)  # 0 dropped
+        assert c["store"] == ["completed", c["end_reason"]]  # one record per call
+        (event,) = c["resumed"]  # moved once, at a turn boundary, to an actor on another node
+        assert event["cause"] == "drain" and event["from_node"] == worker, (call_id, event)
+        assert event["to_node"] != worker and event["turns_restored"] >= 1
+        # the caller's later turns were answered by the actor the call moved to
+        assert c["turns"] > event["turns_restored"] and all(c["answered"]), (call_id, c)
+        assert event["gap_s"] <= 3.0, event  # a warm actor was ready before the hand-over
+    # the drain retired the worker's idle actors; none was placed there afterwards
+    assert drain["call_actor_nodes_after"] and worker not in drain["call_actor_nodes_after"]
+    assert drain["draining_nodes"] == [worker]
