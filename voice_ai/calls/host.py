@@ -6,6 +6,9 @@ the store, or this node's spool), then reports ``CALL_END`` to the telemetry hub
 whoever waits in ``wait_end`` (the dispatcher, or the one that replaced it). ``info`` tells a
 new dispatcher what this actor is doing, so it can be adopted.
 
+``reset`` (the dispatcher puts the actor back in the warm pool) then collects the ended call's
+garbage and returns the freed heap to the OS (``voice_ai.calls.memory``).
+
 A call handed over to another call actor (the runner raises ``CallHandedOver``: a drain) is
 neither stored nor reported here: the actor that ends the call does both. The host keeps the
 call's latest checkpoint (``note_checkpoint``) for ``info``.
@@ -14,12 +17,14 @@ call's latest checkpoint (``note_checkpoint``) for ``info``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from voice_ai.calls.deadline import within
+from voice_ai.calls.memory import release_freed_memory
 from voice_ai.calls.ports import (
     ActorInfo,
     ActorPhase,
@@ -55,7 +60,8 @@ class CallHostBusy(RuntimeError):
 class CallHost:
     def __init__(self, name: str, node_id: str, pid: int, records: RecordSink,
                  reporter: CallEndReporter, *, report_timeout_s: float = 5.0,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 release_memory: Callable[[], object] = release_freed_memory) -> None:
         self.name = name
         self._node_id = node_id
         self._pid = pid
@@ -63,6 +69,7 @@ class CallHost:
         self._reporter = reporter
         self._report_timeout_s = report_timeout_s
         self._wall = wall_clock
+        self._release_memory = release_memory
         self._phase = ActorPhase.IDLE
         self._ticket: CallTicket | None = None
         self._end: CallEnd | None = None
@@ -175,6 +182,23 @@ class CallHost:
         self._ticket = None
         self._end = None
         self._checkpoint = None
+        self._task = None
+        self._release_soon()
+
+    def _release_soon(self) -> None:
+        """Once the reset has answered: collect the ended call's garbage (an ``AgentSession``
+        and its streams are reference cycles) and hand the freed heap back to the OS
+        (``voice_ai.calls.memory``), so a long-lived call actor's RSS does not creep up call
+        after call (the soak, docs/resilience.md)."""
+        try:
+            asyncio.get_running_loop().call_soon(self._release)
+        except RuntimeError:  # no loop (a synchronous caller): now
+            self._release()
+
+    def _release(self) -> None:
+        if self._phase is ActorPhase.IDLE:  # not if the next call has begun meanwhile
+            gc.collect()
+            self._release_memory()
 
     def running(self, call_id: str) -> bool:
         return (self._phase is ActorPhase.BUSY and self._ticket is not None
