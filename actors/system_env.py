@@ -29,6 +29,11 @@ SYSTEM_RUNTIME_ENV: dict[str, Any] = {
 }
 # What call actors need (the plugins imported on the main thread). Given explicitly: an actor
 # created by the dispatcher would otherwise inherit the dispatcher's light environment.
+# MALLOC_ARENA_MAX=2: a call actor serves call after call for hours; glibc's default of up to
+# 8 arenas per core (one per thread that allocates: Ray's, the VAD's, livekit's) fragments
+# what each call frees, and RSS crept up call after call (the soak, docs/resilience.md; with
+# CallHost's malloc_trim after each call, voice_ai/calls/memory.py).
 CALL_ACTOR_RUNTIME_ENV: dict[str, Any] = {
-    "env_vars": {_HOOK_ENV_VAR: "actors.worker_setup.setup_worker", **_ENV},
+    "env_vars": {_HOOK_ENV_VAR: "actors.worker_setup.setup_worker", "MALLOC_ARENA_MAX": "2",
+                 **_ENV},
 }
