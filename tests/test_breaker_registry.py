@@ -66,11 +66,11 @@ async def sims() -> AsyncIterator[ProviderSimulators]:
         yield running
 
 
-def make_settings(sims: ProviderSimulators) -> Settings:
+def make_settings(sims: ProviderSimulators, recovery_s: float = 1.0) -> Settings:
     return Settings(  # type: ignore[arg-type]
         **sims.settings_overrides(), provider_timeout_s=3.0, breaker_min_requests=5,
-        circuit_breaker_threshold=0.5, breaker_window_s=30.0, breaker_recovery_timeout_s=1.0,
-        breaker_half_open_probes=1,
+        circuit_breaker_threshold=0.5, breaker_window_s=30.0,
+        breaker_recovery_timeout_s=recovery_s, breaker_half_open_probes=1,
     )
 
 
@@ -89,7 +89,9 @@ async def burst(callers: list[Any], turns: int) -> list[str]:
 
 async def test_two_processes_share_one_breaker(ray_session: None,
                                                sims: ProviderSimulators) -> None:
-    settings = make_settings(sims)
+    # open until the end of the test: the other process's turn (its first, paying its imports
+    # on a loaded machine) may come seconds later, and must not be a half-open probe
+    settings = make_settings(sims, recovery_s=60.0)
     registry, (_, b) = await start(settings)
     board = RayBoard(registry)
     for i in range(5):  # failures reported on behalf of another process ...
