@@ -106,19 +106,38 @@ async def test_stt_turns_move_to_whisper_when_the_breaker_opens_and_back_when_it
     assert await call.turn(utterance()) == "one"
     await open_breaker(b, "deepgram")  # other calls saw Deepgram fail: cluster-wide
     await asyncio.sleep(0.01)
-    assert await call.turn(utterance()) == "two"  # admitted before the breaker opened
-    assert await call.turn(utterance()) == "w-two"  # the next turn: breaker open -> whisper
+    # the next turn asks the board as the caller starts speaking: open -> whisper, with the
+    # turn's audio replayed (Deepgram had begun hearing it: its "two" is never used)
+    assert await call.turn(utterance()) == "w-two"
     clock.now += 11  # recovery timeout: half-open, the next admission is a probe
-    assert await call.turn(utterance()) == "w-three"
+    assert await call.turn(utterance()) == "w-three"  # its final asks: the probe is let through
     await asyncio.sleep(0.01)
     assert await call.turn(utterance()) == "three"  # back on Deepgram (a new connection)
     await call.close()
 
     assert [(s.provider, s.fallback) for s in served] == [
-        ("deepgram", False), ("deepgram", False), ("whisper", True), ("whisper", True),
-        ("deepgram", False)]
+        ("deepgram", False), ("whisper", True), ("whisper", True), ("deepgram", False)]
     assert live.streams == 2
     assert b.breakers.snapshot("deepgram").state is BreakerState.CLOSED  # the probe succeeded
+
+
+async def test_stt_burst_of_calls_holds_no_slots_between_turns() -> None:
+    """Four calls at once with BREAKER_MIN_REQUESTS=2: two are admitted at the start, two are
+    throttled and wait, without a leg, until their callers speak; a turn's first transcript
+    frees its slot, so they are let through then and no call goes to whisper (they did: a slot
+    was held from one final to the next, and a throttled start went to the fallback)."""
+    b = board(Clock(), min_requests=2)
+    live = LiveSTT(["hello"])
+    whisper = ScriptedSTT(["w"])
+    stage = stt_stage(live, whisper, b)
+    served = served_log(stage)
+    calls = [SttCall(stage) for _ in range(4)]
+    for _ in range(2):
+        assert await asyncio.gather(*(c.turn(utterance()) for c in calls)) == ["hello"] * 4
+    await asyncio.gather(*(c.close() for c in calls))
+    assert {s.provider for s in served} == {"deepgram"} and len(served) == 8
+    snap = b.breakers.snapshot("deepgram")
+    assert snap.in_flight == 0 and snap.total_successes == 8
 
 
 async def test_stt_stream_that_drops_mid_turn_finishes_the_turn_on_whisper() -> None:
@@ -233,6 +252,31 @@ async def test_llm_failure_mid_reply_is_continued_by_the_fallback() -> None:
     said = [i for i in local.requests[0].items if getattr(i, "role", "") == "assistant"]
     assert said and said[-1].text_content.strip() == "We are open"
     assert [s.provider for s in served] == ["openai", "local"]
+
+
+async def test_llm_burst_of_long_replies_is_not_throttled_and_mid_reply_failure_counts() -> None:
+    """A reply frees its breaker slot at its first chunk: with BREAKER_MIN_REQUESTS=2, four
+    replies streaming at once all come from the provider (none throttled to the fallback while
+    the others are still speaking); a failure after the first chunk is still counted."""
+    b = board(Clock(), min_requests=2)
+    cloud = ScriptedLLM(["one two three four five six"], name="openai", token_s=0.05)
+    local = ScriptedLLM(["local"], name="local")
+    stage = StageLLM(cloud, name="openai", fallback=local, fallback_name="local", board=b)
+    served = served_log(stage)
+    replies = await asyncio.gather(*(collect(stage.chat(chat_ctx=chat())) for _ in range(4)))
+    assert [r.split() for r in replies] == [["one", "two", "three", "four", "five", "six"]] * 4
+    assert [s.provider for s in served] == ["openai"] * 4 and local.requests == []
+    snap = b.breakers.snapshot("openai")
+    assert (snap.in_flight, snap.total_successes, snap.total_failures) == (0, 4, 0)
+
+    failing = ScriptedLLM(["We are open from nine"], name="openai", fail_after_tokens=3,
+                          fail=APIStatusError("reset", status_code=502, retryable=False))
+    stage = StageLLM(failing, name="openai", fallback=ScriptedLLM(["to five."]),
+                     fallback_name="local", board=b)
+    assert (await collect(stage.chat(chat_ctx=chat()))).split()[-1] == "five."
+    snap = b.breakers.snapshot("openai")
+    # the reply's first chunk was a success, its failure after that counted too: no slot left
+    assert (snap.in_flight, snap.total_successes, snap.total_failures) == (0, 5, 1)
 
 
 async def test_llm_cancelled_reply_reports_no_outcome() -> None:

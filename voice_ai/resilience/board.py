@@ -77,13 +77,15 @@ class BreakerBoard:
         return self.breaker(provider).allow_request()
 
     def report(
-        self, provider: str, *, ok: bool, error: str | None = None, transient: bool = True
+        self, provider: str, *, ok: bool, error: str | None = None, transient: bool = True,
+        release: bool = True,
     ) -> None:
         breaker = self.breaker(provider)
         if ok:
-            breaker.record_success()
+            breaker.record_success(release=release)
         else:
-            breaker.record_failure(error or "unknown error", transient=transient)
+            breaker.record_failure(error or "unknown error", transient=transient,
+                                   release=release)
 
     def restore_states(self, states: dict[str, str]) -> list[str]:
         """Re-seed a new board (the registry restarted) with the states last seen of the old

@@ -165,9 +165,12 @@ class CircuitBreaker:
         return Admission.ADMITTED
 
     # --- outcomes -----------------------------------------------------------------------------
-    def record_success(self) -> None:
+    def record_success(self, *, release: bool = True) -> None:
+        """Record a success; ``release=False`` when its request holds no slot (its slot was
+        freed at an earlier outcome: a stream reports each turn)."""
         self._tick()
-        self._release()
+        if release:
+            self._release()
         self._successes += 1
         self._needs_attention = False
         if self._state is BreakerState.HALF_OPEN:
@@ -175,10 +178,13 @@ class CircuitBreaker:
         elif self._state is BreakerState.CLOSED:
             self._window.append((self._clock(), False))
 
-    def record_failure(self, error: str, *, transient: bool = True) -> None:
-        """Record a failed request. Permanent failures never move the breaker."""
+    def record_failure(self, error: str, *, transient: bool = True,
+                       release: bool = True) -> None:
+        """Record a failed request. Permanent failures never move the breaker. ``release``:
+        as for ``record_success``."""
         self._tick()
-        self._release()
+        if release:
+            self._release()
         self._last_error, self._last_error_at = error, self._clock()
         if not transient:
             self._permanent += 1

@@ -8,8 +8,12 @@
 
 ``acquire`` is authoritative: the breaker reserves the request's slot (``CircuitBreaker``), so
 however many calls race, no more requests reach a failing provider than it takes to open the
-breaker. ``report(None)`` ends an admitted request without an outcome (cancelled before it
-said anything about the provider). The cluster has one ``BoardService`` (in the named breaker
+breaker. A request reports at its first sign of life (the first transcript of a turn, the
+first token, the first audio), which frees its slot at once: a burst of healthy calls then
+ramps up in a few hundred milliseconds instead of waiting for whole replies. What the same
+request says later (it failed mid-reply) is reported with ``Outcome.later()``: counted, no slot
+freed. ``report(None)`` ends an admitted request without an outcome (cancelled before it said
+anything about the provider). The cluster has one ``BoardService`` (in the named breaker
 registry actor, ``actors/breaker_registry.py``); tests use it directly with an injected clock.
 """
 
@@ -19,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from voice_ai.config import Settings
@@ -29,7 +33,7 @@ from voice_ai.resilience.classify import is_transient, status_code_of
 from voice_ai.resilience.quota import QuotaBoard
 
 __all__ = ["THROTTLE_WAIT_S", "BoardService", "BoundedBoard", "Outcome", "ProviderBoard",
-           "board_from_settings"]
+           "board_from_settings", "report_soon"]
 
 THROTTLE_WAIT_S = 2.0
 
@@ -42,6 +46,13 @@ class Outcome:
     ok: bool
     error: str | None = None
     transient: bool = True
+    holds_slot: bool = True
+    """The request reporting holds a breaker slot, freed by this outcome; False for a request
+    whose slot an earlier outcome freed (``later``)."""
+
+    def later(self) -> Outcome:
+        """This outcome from a request that already reported (its slot is free)."""
+        return replace(self, holds_slot=False)
 
     @classmethod
     def success(cls) -> Outcome:
@@ -55,6 +66,17 @@ class Outcome:
         status = status_code_of(exc)
         name = type(exc).__name__ if status is None else f"{type(exc).__name__} HTTP {status}"
         return cls(ok=False, error=f"{name}: {exc}"[:300], transient=is_transient(exc))
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def report_soon(board: ProviderBoard, provider: str, outcome: Outcome) -> None:
+    """``board.report`` without waiting for it: a request's first sign of life frees its slot
+    while the reply goes on (the board is an actor call away)."""
+    task = asyncio.get_running_loop().create_task(board.report(provider, outcome))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 class ProviderBoard(Protocol):
@@ -105,7 +127,7 @@ class BoardService:
             self.breakers.release(provider)
         else:
             self.breakers.report(provider, ok=outcome.ok, error=outcome.error,
-                                 transient=outcome.transient)
+                                 transient=outcome.transient, release=outcome.holds_slot)
         self._wake()
 
     async def release(self, provider: str, lease: str) -> None:

@@ -1,25 +1,28 @@
 """A call's LLM: the configured provider, its cluster-wide breaker, a fallback.
 
-Each reply is one breaker request. Refused (breaker open, quota reached), the reply comes from
+Each reply is one breaker request, which reports success at its first chunk (its breaker slot
+is then free: a burst of calls is not held up by whole replies still streaming); a failure
+after that is still counted. Refused (breaker open, quota reached), the reply comes from
 the fallback (the local model). A provider that fails before its first chunk is replaced by
 the fallback for the whole reply; one that fails mid-reply is continued by the fallback, which
 is given the words already spoken (as the assistant's partial message) so the caller hears one
 reply, not a repeat. Chunks pass through unchanged: text and tool calls alike, so livekit's
-function tools work whichever provider answered. A reply cancelled by the session
-(barge-in, a discarded preemptive generation) reports no outcome: it said nothing about the
-provider's health.
+function tools work whichever provider answered. A reply cancelled by the session before its
+first chunk (barge-in, a discarded preemptive generation) reports no outcome: it said nothing
+about the provider's health.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import APIConnectOptions, llm, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from voice_ai.resilience.gate import Outcome, ProviderBoard
+from voice_ai.resilience.gate import Outcome, ProviderBoard, report_soon
 from voice_ai.resilience.served import SERVED, Served, ServedEvent
 
 __all__ = ["StageLLM"]
@@ -79,17 +82,28 @@ class _StageLLMStream(llm.LLMStream):
         if stage.board is None:
             await self._relay(stage.primary, stage.name, self._chat_ctx, fallback=False)
             return
+        board = stage.board
         lease = utils.shortuuid("llm_")
-        admission = await stage.board.acquire(stage.name, lease)
+        admission = await board.acquire(stage.name, lease)
+        alive = False
+
+        def on_alive() -> None:  # the provider answers: its breaker slot is free at once
+            nonlocal alive
+            alive = True
+            report_soon(board, stage.name, Outcome.success())
+
         try:
             if admission.allowed:
                 try:
-                    await self._relay(stage.primary, stage.name, self._chat_ctx, fallback=False)
+                    await self._relay(stage.primary, stage.name, self._chat_ctx, fallback=False,
+                                      on_alive=on_alive)
                 except asyncio.CancelledError:
-                    await stage.board.report(stage.name, None)
+                    if not alive:
+                        await board.report(stage.name, None)
                     raise
                 except Exception as e:
-                    await stage.board.report(stage.name, Outcome.failure(e))
+                    outcome = Outcome.failure(e)
+                    await board.report(stage.name, outcome.later() if alive else outcome)
                     if stage.fallback is None:
                         raise
                     logger.warning("provider failed, reply continues on the fallback",
@@ -98,14 +112,15 @@ class _StageLLMStream(llm.LLMStream):
                                           "error": type(e).__name__,
                                           "mid_reply": bool(self._spoken)})
                 else:
-                    await stage.board.report(stage.name, Outcome.success())
+                    if not alive:  # it ended without a word
+                        await board.report(stage.name, Outcome.success())
                     return
             assert stage.fallback is not None
             await self._relay(stage.fallback, stage.fallback_name, self._fallback_context(),
                               fallback=True)
         finally:
             if admission.allowed:
-                await stage.board.release(stage.name, lease)
+                await board.release(stage.name, lease)
 
     def _fallback_context(self) -> llm.ChatContext:
         if not self._spoken.strip():
@@ -115,7 +130,7 @@ class _StageLLMStream(llm.LLMStream):
         return ctx
 
     async def _relay(self, model: llm.LLM[Any], name: str, ctx: llm.ChatContext, *,
-                     fallback: bool) -> None:
+                     fallback: bool, on_alive: Callable[[], None] | None = None) -> None:
         async with model.chat(chat_ctx=ctx, tools=self._tools, conn_options=NO_RETRY,
                               **self._options) as stream:
             announced = False
@@ -123,6 +138,8 @@ class _StageLLMStream(llm.LLMStream):
                 if not announced and chunk.has_response():
                     announced = True  # the latest announcement is the one the turn records
                     self._llm.emit(SERVED, Served("llm", name, fallback=fallback))
+                    if on_alive is not None:
+                        on_alive()
                 if chunk.delta is not None and chunk.delta.content:
                     self._spoken += chunk.delta.content
                 self._event_ch.send_nowait(chunk)

@@ -5,12 +5,19 @@ recognizing: Deepgram live (one WebSocket for the call, interim results, its end
 whisper segmented by the VAD (``SegmentedRecognition``). Each caller turn on the cloud
 provider is one breaker request:
 
-- at the start of the stream and after each final transcript, the board is asked
-  (``acquire``) whether the next turn may go to the provider; refused (breaker open, quota),
-  the next turn goes to the fallback;
-- a final transcript reports success; a failed or stalled stream (speech sent, nothing back
-  for ``stall_timeout_s``) reports a failure and the turn finishes on the fallback: the audio
-  since the last final is replayed into it, so the caller's words are not lost;
+- at the start of the stream the board is asked (``acquire``) whether the first turn may go to
+  the provider. Refused because the provider is down (open, quota), the call starts on the
+  fallback; throttled (other calls' requests are still to show whether it is up: a burst of
+  calls), no leg is opened yet: the audio is kept, and the board is asked again when the
+  caller first speaks, by when those requests have answered;
+- when the caller starts a later turn (the first voiced frame after a final), the board is
+  asked whether this turn may go to the provider; refused, the turn goes to the fallback with
+  its audio replayed. The audio goes on to the provider while the board answers;
+- the turn's first transcript (interim or final) reports success and frees the slot, so a
+  burst of calls holds slots for a moment, not for whole turns; a failed or stalled stream
+  (speech sent, nothing back for ``stall_timeout_s``) reports a failure (counted even when
+  the turn's slot is already free) and the turn finishes on the fallback: the audio since the
+  last final is replayed into it, so the caller's words are not lost;
 - on the fallback, after each final the board is asked again; once the breaker lets a turn
   through (half-open probe, or closed), the next turn returns to the provider on a new
   connection (a dropped WebSocket reconnects this way, without losing the turn).
@@ -41,7 +48,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from voice_ai.audio import frame_rms
 from voice_ai.providers.segmenter import SegmentedRecognition
-from voice_ai.resilience.gate import Outcome, ProviderBoard
+from voice_ai.resilience.breaker import Admission
+from voice_ai.resilience.gate import Outcome, ProviderBoard, report_soon
 from voice_ai.resilience.served import SERVED, Served, ServedEvent
 
 __all__ = ["SttPolicy", "StageSTT"]
@@ -162,13 +170,18 @@ class _StageStream(stt.RecognizeStream):
         self._speech_end_at: float | None = None  # wall time the caller's last speech ended
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: asyncio.Task[None] | None = None
+        self._turn_pending = False  # on the provider: the next voiced frame asks the board
         self._needs_person = False  # a permanent error (401...): not retried in this call
 
     # --- main --------------------------------------------------------------------------------
     async def _run(self) -> None:
         stage = self._stt
         try:
-            self._switch(primary=await self._admit() if stage.board else True, replay=False)
+            admission = await self._admit() if stage.board else Admission.ADMITTED
+            if admission is Admission.THROTTLED:  # asked again when the caller speaks
+                self._turn_pending = True
+            else:
+                self._switch(primary=admission.allowed, replay=False)
             self._spawn(self._forward_input())
             if stage.board is not None:
                 self._spawn(self._watch_stall())
@@ -242,7 +255,6 @@ class _StageStream(stt.RecognizeStream):
         clock = self._stt.policy.clock
         async for item in self._input_ch:
             leg = self._leg
-            assert leg is not None
             if isinstance(item, rtc.AudioFrame):
                 self._keep(item)
                 voiced = frame_rms(item) >= self._stt.policy.voiced_rms
@@ -250,11 +262,15 @@ class _StageStream(stt.RecognizeStream):
                     self._quiet_since = None
                     if self._on_primary and self._voiced_at is None:
                         self._voiced_at = clock()
+                    if self._turn_pending and (self._on_primary or leg is None):
+                        self._turn_pending = False
+                        self._decide()
                 elif self._quiet_since is None:
                     self._quiet_since = clock()
                     self._speech_end_at = time.time()
-                leg.push_frame(item)
-            else:
+                if leg is not None:  # none yet: kept for the leg the board's answer opens
+                    leg.push_frame(item)
+            elif leg is not None:
                 leg.flush()
         self._input_ended = True
         if self._leg is not None:
@@ -277,25 +293,40 @@ class _StageStream(stt.RecognizeStream):
             # turn's endpointing delay at when the caller actually stopped, as the VAD would
             ev = dataclasses.replace(ev, speech_end_time=self._speech_end_at)
         self._event_ch.send_nowait(ev)
+        board = self._stt.board
+        if self._on_primary and self._admitted and text and board is not None:
+            self._admitted = False  # the provider answers this turn: its slot is free
+            report_soon(board, self._stt.name, Outcome.success())
         if ev.type != stt.SpeechEventType.FINAL_TRANSCRIPT or not text:
             return
         self._audio.clear()
         self._audio_s = 0.0
         self._stt.emit(SERVED, Served("stt", self._leg_name(), fallback=not self._on_primary))
-        board = self._stt.board
         if board is None:
             return
-        if self._on_primary and self._admitted:
-            self._admitted = False
-            await board.report(self._stt.name, Outcome.success())
+        if self._on_primary:
+            self._turn_pending = True  # asked when the caller speaks again
+        else:
+            self._decide()  # on the fallback: may the next turn return to the provider?
+
+    def _decide(self) -> None:
         if self._deciding is None or self._deciding.done():
             self._deciding = self._spawn(self._decide_next_turn())
 
     async def _decide_next_turn(self) -> None:
-        """After a final: may the next turn go to the provider?"""
+        """May this turn (on the provider) or the next one (on the fallback) use the provider?"""
         if self._needs_person:
             return
-        allowed = await self._admit()
+        leg = self._leg
+        allowed = (await self._admit()).allowed
+        if leg is None:  # the call's first turn, throttled at the start: a leg now
+            self._switch(primary=allowed, replay=True)
+            return
+        if self._leg is not leg:  # the turn failed over while the board answered
+            if self._admitted:
+                self._admitted = False
+                await self._report(None)
+            return
         if allowed and not self._on_primary:
             logger.info("provider back, next turn on it", extra={"stage": "stt",
                                                                  "provider": self._stt.name})
@@ -305,7 +336,12 @@ class _StageStream(stt.RecognizeStream):
                            extra={"stage": "stt", "provider": self._stt.name})
             self._switch(primary=False, replay=True)
 
-    async def _admit(self) -> bool:
+    async def _report(self, outcome: Outcome | None) -> None:
+        board = self._stt.board
+        assert board is not None
+        await board.report(self._stt.name, outcome)
+
+    async def _admit(self) -> Admission:
         board = self._stt.board
         assert board is not None
         admission = await board.acquire(self._stt.name, self._lease)
@@ -315,7 +351,7 @@ class _StageStream(stt.RecognizeStream):
         elif self._held_quota:
             self._held_quota = False
             await board.release(self._stt.name, self._lease)
-        return admission.allowed
+        return admission
 
     async def _failed(self, error: BaseException) -> None:
         stage = self._stt
@@ -329,6 +365,9 @@ class _StageStream(stt.RecognizeStream):
         if self._admitted:
             self._admitted = False
             await stage.board.report(stage.name, outcome)
+        else:  # the turn's slot is free already (or not taken yet): still counted
+            await stage.board.report(stage.name, outcome.later())
+        self._turn_pending = False
         self._switch(primary=False, replay=True)
 
     # --- watchdogs ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """A call's voice: the configured provider, its cluster-wide breaker, a fallback voice.
 
 Each reply (one synthesis stream, text streamed in as the LLM writes it) is one breaker
-request. Refused, the reply is spoken by the fallback (Piper). A provider that fails mid-reply
+request, which reports success at its first audio (its slot is then free for the next call's
+reply) and a failure after that as a later outcome. Refused, the reply is spoken by the
+fallback (Piper). A provider that fails mid-reply
 hands the rest of the reply to the fallback: the words it already spoke are known from its
 aligned transcript (Cartesia's word timestamps) or, without one, estimated from the audio's
 length at ``words_per_s``; the fallback speaks the remaining text. The fallback voice's audio
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from livekit.agents import APIConnectOptions, tts, utils
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 
 from voice_ai.audio import Resampler
-from voice_ai.resilience.gate import Outcome, ProviderBoard
+from voice_ai.resilience.gate import Outcome, ProviderBoard, report_soon
 from voice_ai.resilience.served import SERVED, Served, ServedEvent
 
 __all__ = ["StageTTS"]
@@ -78,30 +81,39 @@ class _StageSynthesizeStream(tts.SynthesizeStream):
         output_emitter.start_segment(segment_id=utils.shortuuid())
         feeder = asyncio.create_task(self._forward_input())
         lease = utils.shortuuid("tts_")
-        admitted = False
+        admitted = alive = False
+        board = stage.board
+
+        def on_alive() -> None:  # the provider speaks: its breaker slot is free at once
+            nonlocal alive
+            alive = True
+            if board is not None:
+                report_soon(board, stage.name, Outcome.success())
+
         try:
-            if stage.board is not None:
-                admitted = (await stage.board.acquire(stage.name, lease)).allowed
-            if stage.board is None or admitted:
+            if board is not None:
+                admitted = (await board.acquire(stage.name, lease)).allowed
+            if board is None or admitted:
                 try:
                     await self._speak(output_emitter, stage.primary, stage.name, fallback=False,
-                                      skip_words=0)
+                                      skip_words=0, on_alive=on_alive)
                 except asyncio.CancelledError:
-                    if stage.board is not None:
-                        await stage.board.report(stage.name, None)
+                    if board is not None and not alive:
+                        await board.report(stage.name, None)
                     raise
                 except Exception as e:
-                    if stage.board is None or stage.fallback is None:
+                    if board is None or stage.fallback is None:
                         raise
-                    await stage.board.report(stage.name, Outcome.failure(e))
+                    outcome = Outcome.failure(e)
+                    await board.report(stage.name, outcome.later() if alive else outcome)
                     logger.warning("provider failed, reply continues on the fallback voice",
                                    extra={"stage": "tts", "provider": stage.name,
                                           "fallback": stage.fallback_name,
                                           "error": type(e).__name__,
                                           "words_spoken": self._words_spoken})
                 else:
-                    if stage.board is not None:
-                        await stage.board.report(stage.name, Outcome.success())
+                    if board is not None and not alive:  # it ended without a sound
+                        await board.report(stage.name, Outcome.success())
                     output_emitter.end_segment()
                     return
             assert stage.fallback is not None
@@ -112,8 +124,8 @@ class _StageSynthesizeStream(tts.SynthesizeStream):
             await utils.aio.cancel_and_wait(feeder)
             if self._leg is not None:
                 await self._leg.aclose()
-            if admitted and stage.board is not None:
-                await stage.board.release(stage.name, lease)
+            if admitted and board is not None:
+                await board.release(stage.name, lease)
 
     async def _forward_input(self) -> None:
         async for item in self._input_ch:
@@ -126,7 +138,8 @@ class _StageSynthesizeStream(tts.SynthesizeStream):
             self._leg.end_input()
 
     async def _speak(self, output_emitter: tts.AudioEmitter, voice: tts.TTS[Any], name: str, *,
-                     fallback: bool, skip_words: int) -> None:
+                     fallback: bool, skip_words: int,
+                     on_alive: Callable[[], None] | None = None) -> None:
         self._words_spoken = skip_words
         self._audio_s = 0.0
         leg = voice.stream(conn_options=NO_RETRY)
@@ -143,6 +156,8 @@ class _StageSynthesizeStream(tts.SynthesizeStream):
                 announced = True
                 self._mark_started()
                 self._tts.emit(SERVED, Served("tts", name, fallback=fallback))
+                if on_alive is not None:
+                    on_alive()
             output_emitter.push(resampler.push_pcm(ev.frame.data.tobytes()))
             self._audio_s += ev.frame.duration
             timed = ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT) or []
