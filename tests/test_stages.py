@@ -20,7 +20,7 @@ from tests.fakes.providers import (
     utterance,
 )
 from voice_ai.resilience.board import BreakerBoard
-from voice_ai.resilience.breaker import BreakerConfig, BreakerState
+from voice_ai.resilience.breaker import Admission, BreakerConfig, BreakerState
 from voice_ai.resilience.gate import BoardService, BoundedBoard, Outcome
 from voice_ai.resilience.llm_stage import StageLLM
 from voice_ai.resilience.quota import QuotaBoard
@@ -361,23 +361,48 @@ class UnreachableBoard:
         await self.inner.release(provider, lease)
 
 
-async def test_a_board_that_does_not_answer_sends_the_greeting_to_the_fallback_at_once() -> None:
+async def test_a_board_that_does_not_answer_lets_the_provider_speak_unchecked() -> None:
+    """The registry restarting (or too loaded to answer in time) is no sign that Cartesia is
+    down: the greeting goes to Cartesia after one short wait, later replies without waiting,
+    and once the board answers again it decides as before, with no slot left over."""
     clock = Clock()
-    registry = UnreachableBoard(board(clock))
+    inner = board(clock)
+    registry = UnreachableBoard(inner)
     bounded = BoundedBoard(registry, acquire_timeout_s=0.05, update_timeout_s=0.05,
                            retry_after_s=5.0, clock=clock)
     cartesia, piper = ToneTTS(name="cartesia"), ToneTTS(name="piper", rate=22_050)
     stage = StageTTS(cartesia, name="cartesia", fallback=piper, fallback_name="piper",
                      board=bounded)
     pcm, _ = await speak(stage, ["Hello, this is the surgery."])
-    assert piper.texts == ["Hello, this is the surgery."] and len(pcm) > 0
+    assert cartesia.texts == ["Hello, this is the surgery."] and len(pcm) > 0
     # the next reply does not wait out the deadline again while the board restarts
     await speak(stage, ["How can I help?"])
-    assert registry.asked == 1 and piper.texts[-1] == "How can I help?"
-    # back after retry_after_s: the provider is asked for, and serves, again
+    assert registry.asked == 1 and cartesia.texts[-1] == "How can I help?"
+    assert piper.texts == []
+    # back after retry_after_s: the board is asked, and decides, again
     registry.down, clock.now = False, clock.now + 5.0
     await speak(stage, ["Tuesday at ten."])
-    assert cartesia.texts == ["Tuesday at ten."] and registry.asked == 2
+    assert cartesia.texts[-1] == "Tuesday at ten." and registry.asked == 2
+    await asyncio.sleep(0.01)  # the first-audio report is sent in the background
+    snap = inner.breakers.snapshot("cartesia")
+    assert (snap.in_flight, snap.total_successes) == (0, 1)
+
+
+async def test_unchecked_outcomes_count_without_freeing_slots() -> None:
+    clock = Clock()
+    inner = board(clock, min_requests=5)
+    registry = UnreachableBoard(inner)
+    bounded = BoundedBoard(registry, acquire_timeout_s=0.05, retry_after_s=5.0, clock=clock)
+    assert (await bounded.acquire("openai", "a")).allowed  # unchecked: no answer
+    registry.down = False
+    clock.now += 5.0
+    assert (await bounded.acquire("openai", "b")) is Admission.ADMITTED  # a real slot
+    # the unchecked request's failure arrives first: counted, but "b" keeps its slot
+    await bounded.report("openai", Outcome(ok=False, error="HTTP 500"))
+    snap = inner.breakers.snapshot("openai")
+    assert (snap.in_flight, snap.total_failures) == (1, 1)
+    await bounded.report("openai", Outcome.success())
+    assert inner.breakers.snapshot("openai").in_flight == 0
 
 
 async def test_lost_outcomes_and_releases_do_not_end_the_reply() -> None:

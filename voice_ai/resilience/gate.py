@@ -149,9 +149,14 @@ class BoundedBoard:
     """A ``ProviderBoard`` that never holds up a turn: the cluster's board (an actor that may be
     restarting or gone) answers within a deadline, or the call goes on without it.
 
-    ``acquire`` that gets no answer refuses (``THROTTLED``): that request goes to the fallback,
-    as a throttled one does; for ``retry_after_s`` after such a failure the board is not asked
-    at all (a restart takes seconds; a greeting must not wait it out request by request).
+    ``acquire`` that gets no answer lets the request go to the provider *unchecked*, and for
+    ``retry_after_s`` after such a failure the board is not asked at all (a restart takes
+    seconds; a greeting must not wait it out request by request). Not knowing the breakers is
+    not evidence that a provider is down: sending every call to the local fallbacks instead
+    (as this did at first) loaded 2 cores with whisper and the local LLM whenever the registry
+    restarted or answered slowly under load, and calls went silent. A provider that is down
+    meanwhile fails each request, which then finishes on the fallback as any failure does. An
+    unchecked request's outcome still reaches the board, as a later outcome (it holds no slot).
     ``report`` and ``release`` are best effort: an outcome lost while the board restarts costs
     the breaker one sample; a quota slot is freed when the board's lease table restarts empty.
     """
@@ -165,19 +170,30 @@ class BoundedBoard:
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._unreachable_until = float("-inf")
+        self._unchecked: dict[str, int] = {}  # requests let through unchecked, not reported
 
     async def acquire(self, provider: str, lease: str) -> Admission:
         if self._clock() < self._unreachable_until:
-            return Admission.THROTTLED
+            return self._let_through(provider)
         try:
             return await self._ask(self._board.acquire(provider, lease), self._acquire_timeout_s)
         except Exception as e:  # noqa: BLE001 - whatever kept the board from answering
             self._unreachable_until = self._clock() + self._retry_after_s
-            logger.warning("breaker board did not answer; this request goes to the fallback",
-                           extra={"provider": provider, "error": type(e).__name__})
-            return Admission.THROTTLED
+            logger.warning("breaker board did not answer; requests go to the provider unchecked",
+                           extra={"provider": provider, "error": type(e).__name__,
+                                  "for_s": self._retry_after_s})
+            return self._let_through(provider)
+
+    def _let_through(self, provider: str) -> Admission:
+        self._unchecked[provider] = self._unchecked.get(provider, 0) + 1
+        return Admission.ADMITTED
 
     async def report(self, provider: str, outcome: Outcome | None) -> None:
+        if self._unchecked.get(provider, 0) and (outcome is None or outcome.holds_slot):
+            self._unchecked[provider] -= 1  # an unchecked request's: it holds no slot there
+            if outcome is None:
+                return
+            outcome = outcome.later()
         await self._best_effort(self._board.report(provider, outcome), "report", provider)
 
     async def release(self, provider: str, lease: str) -> None:
