@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.soak import TARGET_MB_PER_100, WARM_UP_CALLS, _summary, passed, slope
+from tests.faults.soak import (
+    MIN_STEADY_CALLS,
+    TARGET_MB_PER_100,
+    WARM_UP_CALLS,
+    _summary,
+    passed,
+    slope,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -45,6 +52,18 @@ def test_one_actor_over_the_target_fails_the_soak() -> None:
     assert not passed(out)
     just_under = TARGET_MB_PER_100 / 100 * 0.9
     assert passed(_summary({"a": _actor(just_under)}, 40, {"completed": 40}, 30, 1))
+
+
+def test_an_actor_with_few_calls_is_reported_but_does_not_decide() -> None:
+    # retired after a failed call at 20 calls: 10 samples after the warm-up, a noisy slope
+    out = _summary({"long": _actor(0.0, calls=100), "short": _actor(0.1, calls=20)}, 120,
+                   {"completed": 119, "failed": 1}, 30, 2)
+    assert list(out["call_actors"]) == ["long"]
+    assert out["call_actors_too_few_calls"]["short"]["growth_mb_per_100_calls"] == \
+        pytest.approx(10.0, rel=0.01)
+    assert passed(out)
+    assert not passed(_summary({"short": _actor(0.0, calls=WARM_UP_CALLS + MIN_STEADY_CALLS - 1)},
+                               40, {}, 30, 1))
 
 
 def test_too_few_calls_or_an_error_is_not_a_pass() -> None:
