@@ -140,6 +140,40 @@ async def test_stt_burst_of_calls_holds_no_slots_between_turns() -> None:
     assert snap.in_flight == 0 and snap.total_successes == 8
 
 
+class SlowBoard:
+    """The cluster's board a round trip away: acquire ``i`` takes ``delays_s[i]`` (0 after)."""
+
+    def __init__(self, inner: BoardService, delays_s: list[float]) -> None:
+        self.inner, self.delays_s = inner, list(delays_s)
+
+    async def acquire(self, provider: str, lease: str) -> Admission:
+        await asyncio.sleep(self.delays_s.pop(0) if self.delays_s else 0.0)
+        return await self.inner.acquire(provider, lease)
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None:
+        await self.inner.report(provider, outcome)
+
+    async def release(self, provider: str, lease: str) -> None:
+        await self.inner.release(provider, lease)
+
+
+async def test_stt_slot_taken_after_the_turns_transcript_is_not_leaked() -> None:
+    """The board answers turn 2's admission only after Deepgram has transcribed turn 2 (a busy
+    registry), then answers turn 3's at once: turn 3 must not take a second slot over the one
+    still held, or one slot stays in flight (until its lease ends) after the call."""
+    inner = board(Clock(), min_requests=5)
+    slow = SlowBoard(inner, [0.0, 0.3])  # the stream's start, then turn 2
+    stage = stt_stage(LiveSTT(["one", "two", "three"]), ScriptedSTT(["w"]), slow)
+    call = SttCall(stage)
+    assert [await call.turn(utterance()) for _ in range(2)] == ["one", "two"]
+    await asyncio.sleep(0.4)  # turn 2's admission comes back after its final
+    assert await call.turn(utterance()) == "three"
+    await call.close()
+    await asyncio.sleep(0.01)  # first-transcript reports travel in the background
+    snap = inner.breakers.snapshot("deepgram")
+    assert snap.in_flight == 0 and snap.total_failures == 0
+
+
 async def test_stt_stream_that_drops_mid_turn_finishes_the_turn_on_whisper() -> None:
     clock = Clock()
     b = board(clock, min_requests=5)

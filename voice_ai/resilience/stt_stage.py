@@ -318,6 +318,8 @@ class _StageStream(stt.RecognizeStream):
         if self._needs_person:
             return
         leg = self._leg
+        if leg is not None and self._on_primary and self._admitted:
+            return  # a slot is held already (taken after the last turn's first transcript)
         allowed = (await self._admit()).allowed
         if leg is None:  # the call's first turn, throttled at the start: a leg now
             self._switch(primary=allowed, replay=True)
