@@ -408,11 +408,15 @@ def run_in_subprocess(timeout_s: float = 540.0) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--keep", type=Path,
+                        help="keep the run's logs, store and recordings in this folder")
     args = parser.parse_args()
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="voice-ai-multinode-") as tmp:
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         try:
-            run(out, Path(tmp))
+            run(out, root)
         except Exception as e:
             out["error"] = f"{type(e).__name__}: {e}"
     text = json.dumps(out, indent=2, sort_keys=True)

@@ -194,6 +194,27 @@ async def test_an_orphaned_caller_hangs_up_and_a_late_leg_learns_the_end() -> No
         await ex.aclose()
 
 
+async def test_the_orphan_clock_starts_when_the_leg_drops_not_at_the_dial() -> None:
+    # a leg that drops just before the dial's orphan deadline still leaves the caller a whole
+    # orphan timeout on the line for a new call actor (it once hung up 7 s after a node loss)
+    ex = await LineExchange(_ToneVoice(), orphan_timeout_s=0.6).start()
+    try:
+        address = await ex.dial(CallerOrder("c7", _scenario()))
+        first = await _open(address)
+        await asyncio.sleep(0.45)
+        await first.aclose()
+        await asyncio.sleep(0.35)  # 0.8 s after the dial, 0.35 s after the drop
+        assert ex.status().live == 1
+        second = await _open(address)
+        info = ex.line_info("c7")
+        assert info is not None and info.live and info.leg_connected
+        await second.aclose()
+        await asyncio.sleep(0.9)  # orphaned again, past the timeout: now it hangs up
+        assert ex.status().live == 0
+    finally:
+        await ex.aclose()
+
+
 async def test_the_agent_hanging_up_ends_the_callers_script(exchange: LineExchange) -> None:
     address = await exchange.dial(CallerOrder("c6", _scenario()))
     transport = await _open(address)

@@ -596,8 +596,12 @@ class LineExchange:
         await self._drop(line)
 
     def _watch_orphan(self, line: _CallerLine) -> None:
+        """Hang up ``orphan_timeout_s`` after the line last lost its leg (or was dialled).
+
+        The clock restarts at each loss: a watch left from the dial would otherwise hang up a
+        caller whose leg dropped just before it fired, with no time for a new call actor."""
         if line.orphaned is not None and not line.orphaned.done():
-            return
+            line.orphaned.cancel()
 
         async def hang_up_when_orphaned() -> None:
             await asyncio.sleep(self._orphan_timeout_s)
