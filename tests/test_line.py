@@ -22,6 +22,7 @@ from voice_ai.pipeline.line import (
     LineError,
     LineExchange,
     LineTransport,
+    _Leg,
 )
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.records import EndReason
@@ -155,6 +156,29 @@ async def test_the_caller_stays_on_the_line_when_the_call_leg_dies_and_a_new_leg
     assert listener.loud >= 18  # lines 2 and 3 reached the new leg
     status = exchange.status()
     assert (status.dialled_total, status.reconnects_total) == (1, 1)
+
+
+async def test_a_new_leg_is_welcomed_first_while_the_old_one_is_still_closing(
+        exchange: LineExchange, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a takeover (resume, drain) while the old leg is slow to close, as under load: the caller's
+    # audio, flowing all the while, must not reach the new leg ahead of its WELCOME
+    real_close = _Leg.close
+
+    async def slow_close(leg: _Leg) -> None:
+        await asyncio.sleep(0.15)
+        await real_close(leg)
+
+    monkeypatch.setattr(_Leg, "close", slow_close)
+    address = await exchange.dial(CallerOrder("c9", _scenario()))
+    legs = [await _open(address)]
+    await _agent_says(legs[0])  # the caller starts its lines: frames flow down the line
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        legs.append(await _open(address))  # raised "refused" when a frame came first
+    info = exchange.line_info("c9")
+    assert info is not None and info.live and info.legs_total == 4
+    for leg in legs:
+        await leg.aclose()
 
 
 async def test_a_wrong_token_or_unknown_call_is_refused(exchange: LineExchange) -> None:

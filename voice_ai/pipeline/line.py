@@ -292,9 +292,13 @@ class LineTransport(CallTransport):
             await leg.close()
             raise LineError(f"caller of call {a.call_id} not ready within "
                             f"{self._ready_timeout_s:g} s") from None
-        if welcome is None or welcome[0] not in (_Kind.WELCOME, _Kind.ENDED):
+        if welcome is None:
             await leg.close()
             raise LineError(f"caller host refused call {a.call_id} (unknown call or token)")
+        if welcome[0] not in (_Kind.WELCOME, _Kind.ENDED):
+            await leg.close()
+            raise LineError(f"caller host sent {welcome[0].name} before WELCOME on call "
+                            f"{a.call_id}")
         self._leg = leg
         self._ended = asyncio.get_running_loop().create_future()
         self._handle(*welcome)
@@ -509,6 +513,12 @@ class LineExchange:
         if line.ending is not None:  # the caller already hung up: say so, and nothing else
             leg.send(_json(_Kind.ENDED, line.ending))
             return None
+        # WELCOME goes first, then the leg is the line's: the pump (the caller's audio and
+        # marks) sends on ``line.leg``, and a frame ahead of WELCOME is a refusal to the call
+        # (a takeover while the old leg was still closing, under load, hit that)
+        leg.send(_json(_Kind.WELCOME, {"direction": line.order.direction.value,
+                                       "caller_masked": line.order.caller_masked,
+                                       "marks": line.marks()}))
         old, line.leg = line.leg, leg
         line.legs += 1
         if line.legs > 1:  # a new call actor took over the call (the old one died or left)
@@ -516,9 +526,6 @@ class LineExchange:
             log.info("caller line reconnected", extra={"call_id": call_id})
         if old is not None:
             await old.close()
-        leg.send(_json(_Kind.WELCOME, {"direction": line.order.direction.value,
-                                       "caller_masked": line.order.caller_masked,
-                                       "marks": line.marks()}))
         return line
 
     async def _serve(self, line: _CallerLine, leg: _Leg) -> None:
