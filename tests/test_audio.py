@@ -161,6 +161,14 @@ def test_a_frames_level_is_the_rms_of_its_samples_frame_after_frame() -> None:
     assert frame_rms(frame_from_pcm(b"", 16_000)) == 0.0
 
 
+def test_a_frames_level_is_kept_on_the_frame_and_read_from_there() -> None:
+    frame = frame_from_pcm(_sine(16_000, 0.02, amplitude=10_000), 16_000)
+    level = frame_rms(frame)
+    assert list(frame.userdata.values()) == [level]  # kept with the frame, no shared state
+    frame.userdata.update(dict.fromkeys(frame.userdata, -1.0))
+    assert frame_rms(frame) == -1.0  # the second look reads it from there
+
+
 def test_dbfs_to_rms_inverts_rms_dbfs() -> None:
     pcm = _sine(16_000, 0.5, amplitude=328)
     assert dbfs_to_rms(rms_dbfs(pcm)) == pytest.approx(rms(pcm), rel=1e-9)

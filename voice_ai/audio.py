@@ -195,20 +195,17 @@ def rms(pcm16: bytes) -> float:
     return _rms_of(np.frombuffer(pcm16, dtype=np.int16, count=len(pcm16) // SAMPLE_WIDTH))
 
 
-_last_level: tuple[rtc.AudioFrame | None, float] = (None, 0.0)
+_LEVEL_KEY = "voice_ai.rms"  # where a frame keeps its own level (``frame.userdata``)
 
 
 def frame_rms(frame: rtc.AudioFrame) -> float:
     """``rms`` of one mono frame, computed once per frame: the call's watchdog and its STT
-    stage both look at every caller frame (the same frame object), and the second look is
-    answered from the first."""
-    global _last_level
-    last, level = _last_level
-    if last is frame:
-        return level
-    level = _rms_of(np.frombuffer(frame.data, dtype=np.int16))
-    _last_level = (frame, level)
-    return level
+    stage both look at every caller frame (the same frame object), so the level is kept in
+    the frame's own ``userdata`` and the second look reads it there."""
+    level = frame.userdata.get(_LEVEL_KEY)
+    if level is None:
+        level = frame.userdata[_LEVEL_KEY] = _rms_of(np.frombuffer(frame.data, dtype=np.int16))
+    return float(level)
 
 
 def dbfs_to_rms(dbfs: float) -> float:

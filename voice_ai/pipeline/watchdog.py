@@ -90,7 +90,8 @@ class CallWatchdog:
         self._caller_level(rms(pcm16))
 
     def caller_frame(self, frame: rtc.AudioFrame) -> None:
-        """``caller_audio`` for a frame (its level is computed once, shared with the STT stage)."""
+        """``caller_audio`` for a frame (its level, computed once, stays on the frame for the
+        STT stage)."""
         self._caller_level(frame_rms(frame))
 
     def _caller_level(self, level: float) -> None:
