@@ -62,7 +62,7 @@ from voice_ai.pipeline.specs import CallSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "multinode_resume_call.yaml"  # 2 turns, patient
-DRAIN_SCENARIO = ROOT / "tests" / "data" / "multinode_drain_call.yaml"  # 3 turns, patient
+DRAIN_SCENARIO = ROOT / "tests" / "data" / "multinode_drain_call.yaml"  # 4 turns, patient
 LIMIT = 3  # MAX_CONCURRENT_CALLS: small, so a burst of 3x is cheap on 2 cores
 HEAD_ONLY = {"node:__internal_head__": 0.001}
 

@@ -1,7 +1,8 @@
 """Several Ray nodes on one machine (head, a worker declaring one GPU, a CPU worker), run as a
 subprocess by ``tests/multinode_scenario.py``: placement, what /metrics and /health/detailed
 show, losing a worker node in the middle of calls, and ``voice-ai drain`` moving three live
-calls off a worker (issue #18)."""
+calls off a worker (issue #18). The resume and drain tests failed under load until two
+caller-host fixes (5b70bba, efcc77c; docs/resilience.md)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,6 @@ import pytest
 from tests.multinode_scenario import run_in_subprocess
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
-
-
-# Seen in the fresh-clone suite of 2026-11-30 14:00 (3 Ray nodes on 2 loaded cores): calls went
-# silent until the 60 s watchdog (their last line never answered), and a call resumed after its
-# node was removed failed: no warm actor, a cold start over RESUME_DEADLINE_S, or the caller
-# host refusing the new leg ("unknown call or token": it had already given the line up; also
-# seen alone at 14:26). Each passed in earlier runs; not fixed. Non-strict: an XPASS is shown.
-_FLAKY_UNDER_LOAD = pytest.mark.xfail(
-    strict=False, reason="calls on the loaded 3-node cluster may go silent, or a resumed leg be "
-                         "refused by the caller host: under investigation (docs/resilience.md)")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,6 @@ def test_admitted_calls_run_on_several_nodes(scenario: dict[str, Any]) -> None:
     assert scenario["nodes"]["cpu"] in on  # so removing it hits live calls
 
 
-@_FLAKY_UNDER_LOAD
 def test_calls_on_the_removed_node_are_resumed_and_every_call_completes(
         scenario: dict[str, Any]) -> None:
     lost = scenario["nodes"]["cpu"]
@@ -89,7 +79,6 @@ def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> Non
     assert all(p["status"] == "healthy" for p in health["pools"].values())
 
 
-@_FLAKY_UNDER_LOAD
 def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, Any]) -> None:
     remaining = {scenario["nodes"]["head"], scenario["nodes"]["gpu"]}
     assert scenario["new_calls"]
@@ -99,7 +88,6 @@ def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, An
         assert c["outcome"] == "completed", c
 
 
-@_FLAKY_UNDER_LOAD
 def test_voice_ai_drain_moves_three_live_calls_off_a_node_and_drops_none(
         scenario: dict[str, Any]) -> None:
     worker, drain, calls = scenario["nodes"]["gpu"], scenario["drain"], scenario["new_calls"]
