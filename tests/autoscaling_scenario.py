@@ -2,7 +2,7 @@
 beyond the head's call slots launches a worker node, calls run there, and after the burst the
 node is removed. One JSON object on stdout (``tests/test_autoscaling.py`` asserts on it).
 
-Run: ``.venv/bin/python -m tests.autoscaling_scenario [--out FILE]``. The cluster
+Run: ``.venv/bin/python -m tests.autoscaling_scenario [--out FILE] [--keep DIR]``. The cluster
 (``tests/autoscaling_cluster.py``: the fake multi-node provider) has a head with 2 CPUs and 2
 ``call_slot``s, and one node type ``cpu_worker`` (2 CPUs, 2 call slots, 0..1 nodes, idle timeout
 3 s). The system asks 1 call slot per call actor (CALL_ACTOR_SLOTS=1), packs call actors
@@ -15,12 +15,7 @@ node is removed.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +24,8 @@ from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tests.scenario_process import main, run_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "multinode_call.yaml"  # one turn, patient under load
@@ -139,34 +136,8 @@ def run(out: dict[str, Any], root: Path) -> None:
 
 
 def run_in_subprocess(timeout_s: float = 300.0) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="voice-ai-autoscaling-out-") as tmp:
-        out = Path(tmp) / "result.json"
-        proc = subprocess.run([sys.executable, "-m", "tests.autoscaling_scenario", "--out",
-                               str(out)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout_s)
-        try:
-            result: dict[str, Any] = json.loads(out.read_text())
-        except (OSError, json.JSONDecodeError):
-            result = {"error": f"no JSON (exit {proc.returncode}): {proc.stderr[-3000:]}"}
-    return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    args = parser.parse_args()
-    out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="voice-ai-autoscaling-") as tmp:
-        try:
-            run(out, Path(tmp))
-        except Exception as e:
-            out["error"] = f"{type(e).__name__}: {e}"
-    text = json.dumps(out, indent=2, sort_keys=True)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
-    sys.exit(1 if "error" in out else 0)
+    return run_module("tests.autoscaling_scenario", timeout_s)
 
 
 if __name__ == "__main__":
-    main()
+    main(run, __doc__.splitlines()[0])

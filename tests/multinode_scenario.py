@@ -2,7 +2,7 @@
 operator would see it, printed as one JSON object on stdout (``tests/test_multinode.py`` and
 ``tests/test_burst.py`` assert on it).
 
-Run: ``.venv/bin/python -m tests.multinode_scenario [--out FILE]``. It builds its own
+Run: ``.venv/bin/python -m tests.multinode_scenario [--out FILE] [--keep DIR]``. It builds its own
 ``ray.cluster_utils.Cluster`` (so it cannot share a process with the test session's Ray):
 
 - head (1 CPU): dispatcher, telemetry hub, store writer, Serve;
@@ -24,7 +24,6 @@ not on the node that dies.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -33,7 +32,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -55,6 +53,7 @@ from actors.system import ensure_system  # noqa: E402
 from actors.worker_setup import RUNTIME_ENV  # noqa: E402
 from deployments.app import VoiceGateway  # noqa: E402
 from deployments.internal_face import internal_url  # noqa: E402
+from tests.scenario_process import main, run_module  # noqa: E402
 from voice_ai.config import Settings  # noqa: E402
 from voice_ai.pipeline.admission import Decision  # noqa: E402
 from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
@@ -393,38 +392,8 @@ def _actor_node(handle: Any) -> str:
 @functools.cache
 def run_in_subprocess(timeout_s: float = 540.0) -> dict[str, Any]:
     """Run this scenario once per test process (both test modules share the result)."""
-    with tempfile.TemporaryDirectory(prefix="voice-ai-multinode-out-") as tmp:
-        out = Path(tmp) / "result.json"  # a file: Ray and Serve also write to stdout
-        proc = subprocess.run([sys.executable, "-m", "tests.multinode_scenario", "--out",
-                               str(out)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout_s)
-        try:
-            result: dict[str, Any] = json.loads(out.read_text())
-        except (OSError, json.JSONDecodeError):
-            result = {"error": f"no JSON (exit {proc.returncode}): {proc.stderr[-3000:]}"}
-    return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
-    parser.add_argument("--keep", type=Path,
-                        help="keep the run's logs, store and recordings in this folder")
-    args = parser.parse_args()
-    out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="voice-ai-multinode-") as tmp:
-        root = args.keep or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        try:
-            run(out, root)
-        except Exception as e:
-            out["error"] = f"{type(e).__name__}: {e}"
-    text = json.dumps(out, indent=2, sort_keys=True)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
-    sys.exit(1 if "error" in out else 0)
+    return run_module("tests.multinode_scenario", timeout_s)
 
 
 if __name__ == "__main__":
-    main()
+    main(run, __doc__.splitlines()[0])
