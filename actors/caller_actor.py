@@ -23,13 +23,8 @@ from actors.pool_layout import pool_size
 from actors.worker_setup import forward_logs
 from voice_ai.calls.deadline import within
 from voice_ai.config import Settings
-from voice_ai.pipeline.line import (
-    CallerLineInfo,
-    CallerOrder,
-    LineAddress,
-    LineExchange,
-    LineStatus,
-)
+from voice_ai.pipeline.line import CallerOrder, LineAddress
+from voice_ai.pipeline.line_exchange import CallerLineInfo, LineExchange, LineStatus
 from voice_ai.providers.pool import ProviderPool
 from voice_ai.providers.pooled import PooledTTS
 

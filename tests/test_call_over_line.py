@@ -18,7 +18,8 @@ import pytest
 from tests.fakes.providers import EnergyVAD, ScriptedLLM, ScriptedSTT, ToneTTS
 from tests.test_call_runtime import pools
 from voice_ai.config import Settings
-from voice_ai.pipeline.line import LineExchange, LineTransport
+from voice_ai.pipeline.line import LineTransport
+from voice_ai.pipeline.line_exchange import LineExchange
 from voice_ai.pipeline.runtime import CallRuntime
 from voice_ai.pipeline.scenario import CallerLine, Scenario
 from voice_ai.pipeline.specs import CallSpec

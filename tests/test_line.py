@@ -16,14 +16,10 @@ import pytest
 from livekit import rtc
 
 from voice_ai.audio import rms
-from voice_ai.pipeline.line import (
-    CallerOrder,
-    LineAddress,
-    LineError,
-    LineExchange,
-    LineTransport,
-    _Leg,
-)
+from voice_ai.pipeline.line import CallerOrder, LineAddress, LineTransport
+from voice_ai.pipeline.line_exchange import LineExchange
+from voice_ai.pipeline.line_wire import Leg as _Leg
+from voice_ai.pipeline.line_wire import LineError
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.records import EndReason
 

@@ -23,7 +23,8 @@ from voice_ai.pipeline.checkpoint import (
     SavedCheckpoint,
     decode,
 )
-from voice_ai.pipeline.line import LineExchange, LineTransport
+from voice_ai.pipeline.line import LineTransport
+from voice_ai.pipeline.line_exchange import LineExchange
 from voice_ai.pipeline.runtime import CallRuntime
 from voice_ai.pipeline.scenario import CallerLine, Scenario
 from voice_ai.pipeline.specs import CallSpec
