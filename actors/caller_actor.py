@@ -2,9 +2,10 @@
 
 A Ray shell over ``voice_ai.pipeline.line_exchange.LineExchange``. The cluster runs
 CALLER_HOSTS of them (named ``caller-host-<i>``, detached, started by ``ensure_system``); a call
-actor dials the caller of a simulated call through ``RayCallerLines`` and reaches it over a socket, so the call
-actor's CPU and memory are what production pays, and a call actor that dies leaves its caller
-on the line for a new one to reconnect to (dialling the same call id gives the same line).
+actor dials the caller of a simulated call through ``RayCallerLines`` and reaches it over a
+socket, so the call actor's CPU and memory are what production pays, and a call actor that dies
+leaves its caller on the line for a new one to reconnect to (dialling the same call id gives
+the same line).
 The callers speak with the Piper pool, as the call actors' callers did.
 """
 
