@@ -5,8 +5,8 @@ The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) ow
 - **admission** (``AdmissionControl``): no await inside a decision, so a burst cannot
   over-admit; over the limit the call goes to the bounded ``BusyLine``;
 - the **warm pool** (``WarmPool``): prepared actors, reused after completed calls, refilled
-  in the background (one at a time under load); a ``prepare()`` that fails or hangs retires
-  that actor (nothing leaks) and the refill backs off;
+  in the background (``PoolRefill``, ``voice_ai.calls.refill``: one at a time under load; a
+  ``prepare()`` that fails or hangs retires that actor and the refill backs off);
 - **supervision** of every call: ``begin`` then ``wait_end`` on its actor, each under a
   deadline. The call actor stores its own record and logs ``CALL_END``; the dispatcher only
   does so itself when the actor is lost (process or node died, cancelled, stuck past the
@@ -17,10 +17,12 @@ The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) ow
   noted in the store with no record and no live actor are recorded as lost;
 - **resume** (with a ``Resumption``, ``voice_ai.calls.resume``): a call whose actor is lost,
   or hands it over because its node drains, is carried on by another call actor from its
-  last checkpoint: same call id, same admission slot, one record.
+  last checkpoint: same call id, same admission slot, one record (``CallCarrier``,
+  ``voice_ai.calls.carry_on``, which also drains nodes).
 
-Every wait that crosses a process has a deadline (``DispatchPolicy``); a task exists per live
-call, one for refill, and a fixed number for the busy line: nothing grows without bound.
+Every wait that crosses a process has a deadline (``DispatchPolicy``,
+``voice_ai.calls.dispatch_policy``); a task exists per live call, one for refill, and a fixed
+number for the busy line: nothing grows without bound.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from voice_ai.calls.busy import BusyLine, RejectedCall
+from voice_ai.calls.carry_on import CallCarrier, DrainReport, LiveCall
 from voice_ai.calls.deadline import DeadlineExceeded, within
+from voice_ai.calls.dispatch_policy import DispatchPolicy
 from voice_ai.calls.ports import (
     ActorInfo,
     ActorPhase,
@@ -42,69 +46,26 @@ from voice_ai.calls.ports import (
     CallActorFactory,
     CallActorLost,
     CallActorPort,
-    CallEnd,
     CallTicket,
-    Durability,
     RecordSink,
     TelemetrySink,
     direction_of,
 )
-from voice_ai.calls.resume import ResumeEvent, ResumeFailed, ResumeStatus, Resumption
-from voice_ai.calls.warm_pool import Spare, WarmPool
-from voice_ai.config import Settings
+from voice_ai.calls.refill import PoolRefill
+from voice_ai.calls.resume import ResumeFailed, ResumeStatus, Resumption
+from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool
 from voice_ai.pipeline.admission import AdmissionControl, Decision
-from voice_ai.pipeline.checkpoint import ResumeCause, SavedCheckpoint
+from voice_ai.pipeline.checkpoint import SavedCheckpoint
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord, EndReason
 from voice_ai.store.call_store import PROVISIONAL_PREFIX
-from voice_ai.webrtc.signalling import OfferDecision, OfferResult, SdpAnswer
+from voice_ai.webrtc.signalling import OfferDecision, OfferResult
 
 __all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "DrainReport", "RecoveryReport",
            "StartResult"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
 LOST_ERROR = "call actor lost (node or process died)"
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchPolicy:
-    """Limits and deadlines, in seconds. ``from_settings`` maps the knobs."""
-
-    max_concurrent_calls: int
-    warm_target: int
-    max_calls_per_actor: int
-    prepare_timeout_s: float = 60.0  # start + prepare a call actor (a cold start takes ~6 s)
-    begin_timeout_s: float = 15.0  # hand a call to a prepared actor
-    call_deadline_s: float = 660.0  # admission -> end; past it the actor is stopped
-    reply_timeout_s: float = 5.0  # info / reset / stats of an actor, the telemetry hub
-    journal_timeout_s: float = 5.0
-    busy_concurrency: int = 8
-    busy_queue: int = 256
-    busy_play_timeout_s: float = 20.0
-    refill_backoff_s: float = 1.0
-    refill_backoff_max_s: float = 30.0
-    refill_attempts: int = 3  # failed rounds in a row before refill waits for the next kick
-    keep_finished: int = 1000  # finished calls whose record ``wait_call`` can still return
-    recovery_lookback_s: float = 1320.0  # admissions this old are looked for at recovery
-    spare_max_idle_s: float = 0.0  # idle spares older than this are replaced (0: never)
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> DispatchPolicy:
-        deadline = s.max_call_duration_s + s.call_end_grace_s
-        return cls(
-            max_concurrent_calls=s.max_concurrent_calls,
-            warm_target=s.warm_call_actors,
-            max_calls_per_actor=s.call_actor_max_calls,
-            prepare_timeout_s=s.call_actor_prepare_timeout_s,
-            begin_timeout_s=s.call_begin_timeout_s,
-            call_deadline_s=deadline,
-            reply_timeout_s=s.actor_reply_timeout_s,
-            journal_timeout_s=s.actor_reply_timeout_s,
-            busy_concurrency=s.busy_message_concurrency,
-            busy_play_timeout_s=s.busy_message_timeout_s,
-            recovery_lookback_s=2 * deadline,
-            spare_max_idle_s=s.warm_spare_max_idle_s,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,26 +104,6 @@ class DispatchStatus:
     resume: ResumeStatus | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DrainReport:
-    """``drain_node``: what was on the node, and what is still there."""
-
-    node_id: str
-    spares_retired: int  # idle call actors of the node, stopped
-    handing_over: tuple[str, ...]  # calls to hand over at their next turn boundary, each as
-    # soon as a call actor off the draining nodes is ready for it
-    calls_left: tuple[str, ...]  # calls still running on the node
-
-
-@dataclass
-class _Call:
-    ticket: CallTicket
-    spare: Spare
-    reusable: bool
-    done: asyncio.Future[CallRecord] = field(repr=False)
-    offer: asyncio.Future[SdpAnswer] | None = field(default=None, repr=False)  # browser calls
-
-
 class CallDispatch:
     def __init__(
         self,
@@ -184,26 +125,26 @@ class CallDispatch:
         self._journal = journal
         self._telemetry = telemetry
         self._wall = wall_clock
-        self._sleep = sleep
         self._admission = AdmissionControl(policy.max_concurrent_calls)
         self._pool = WarmPool(policy.warm_target, policy.max_calls_per_actor)
         self._busy = BusyLine(records, busy_player, concurrency=policy.busy_concurrency,
                               queue_size=policy.busy_queue,
                               play_timeout_s=policy.busy_play_timeout_s)
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, LiveCall] = {}
         self._finished: dict[str, asyncio.Future[CallRecord]] = {}
         self._cancelled: dict[str, EndReason] = {}
-        self._draining_calls: set[str] = set()  # calls a drain is moving (``_drain_call``)
-        self._drain_spares: dict[str, Spare] = {}  # call id -> the actor ready to carry it on
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refill: asyncio.Task[None] | None = None
-        self._rotation: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set once recovery has run (or was not needed)
         self._recovery: RecoveryReport | None = None
-        self.actors_started = 0
-        self.actors_reused = 0
-        self.actors_lost = 0
-        self.prepare_failures = 0
+        self._counts = ActorCounts()
+        self._carrier = CallCarrier(self._calls, self._pool, factory, policy, self._counts,
+                                    resumption, cancelled=self._cancelled,
+                                    kick_refill=self._kick_refill, spawn=self._spawn,
+                                    wall_clock=wall_clock)
+        self._refill = PoolRefill(self._pool, factory, policy, self._counts,
+                                  busy=lambda: bool(self._calls), reserve=self._reserve,
+                                  draining=self._carrier.draining, wall_clock=wall_clock,
+                                  sleep=sleep)
 
     # --- admission --------------------------------------------------------------------------
     async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:
@@ -229,7 +170,7 @@ class CallDispatch:
         return OfferResult(OfferDecision.ACCEPTED, result.call_id, answer)
 
     async def _admit(self, spec: CallSpec, key: str | None, *,
-                     offer: bool) -> tuple[StartResult, _Call | None]:
+                     offer: bool) -> tuple[StartResult, LiveCall | None]:
         await within(self._ready.wait(), self.policy.prepare_timeout_s, "dispatcher recovery")
         admitted_at = self._wall()
         key = key or spec.call_id
@@ -251,10 +192,10 @@ class CallDispatch:
             # browser call: its offer must be answered first)
             spare = Spare(self._factory.create(None if offer else ticket,
                                                avoid_nodes=self._draining()), "")
-            self.actors_started += 1
+            self._counts.started += 1
         loop = asyncio.get_running_loop()
-        call = _Call(ticket, spare, self._pool.call_started(spare), loop.create_future(),
-                     loop.create_future() if offer else None)
+        call = LiveCall(ticket, spare, self._pool.call_started(spare), loop.create_future(),
+                        loop.create_future() if offer else None)
         self._calls[call_id] = call
         self._telemetry.call_started(call_id, direction, spec.caller_masked, spare.node_id[:12])
         self._spawn(self._supervise(call, begin=True))
@@ -294,13 +235,13 @@ class CallDispatch:
         return await self.wait_call(started.call_id)
 
     # --- one call, from begin to recycling ----------------------------------------------------
-    async def _supervise(self, call: _Call, *, begin: bool) -> None:
+    async def _supervise(self, call: LiveCall, *, begin: bool) -> None:
         ticket = call.ticket
         lost = True
         try:
             if begin:
                 await self._begin(call)
-            end = await self._follow(call)
+            end = await self._carrier.follow(call)
             record, lost = end.record, False
         except CallActorLost as e:
             reason = self._cancelled.pop(ticket.call_id, None)
@@ -319,13 +260,10 @@ class CallDispatch:
             record = self._failed(ticket, EndReason.ERROR, f"{type(e).__name__}: {e}")
         if self._resumption is not None:
             self._resumption.forget(ticket.call_id)
-        self._draining_calls.discard(ticket.call_id)
-        unused = self._drain_spares.pop(ticket.call_id, None)
-        if unused is not None:  # the call ended before it handed over: the actor is a spare
-            self._pool.add(unused)
+        self._carrier.call_ended(ticket.call_id)
         actor = call.spare.actor  # the last one to carry the call
         if lost:  # the actor could not record its call: do it here, durable first
-            self.actors_lost += 1
+            self._counts.lost += 1
             actor.retire()
             await self._records.store(record)
             await self._report_end(record)
@@ -340,113 +278,6 @@ class CallDispatch:
         self._finish(ticket.call_id, call.done, record)
         self._kick_refill()
 
-    async def _follow(self, call: _Call) -> CallEnd:
-        """The call's end, under the call deadline; each time its actor is lost or hands it
-        over (a drain) the call is carried on by another (``_resume``) when it may be."""
-        ticket = call.ticket
-        while True:
-            actor = call.spare.actor
-            elapsed = max(0.0, self._wall() - ticket.spec.admitted_at)
-            try:
-                end = await within(actor.wait_end(ticket.call_id),
-                                   max(self.policy.call_deadline_s - elapsed, 0.001),
-                                   f"call {ticket.call_id} on {actor.name}")
-            except CallActorLost:
-                lost_at = self._wall()
-                res = self._resumption
-                if (res is None or not res.policy.enabled
-                        or ticket.call_id in self._cancelled):
-                    raise
-                await self._resume(call, ResumeCause.ACTOR_LOST, lost_at)
-                continue
-            if end.durability is not Durability.HANDED_OVER:
-                return end
-            if self._resumption is None:
-                raise ResumeFailed("handed over with no resume policy")
-            handed_at = self._wall()
-            await self._note_final_checkpoint(call)
-            await self._resume(call, ResumeCause.DRAIN, handed_at)
-
-    async def _note_final_checkpoint(self, call: _Call) -> None:
-        """The checkpoint a call actor made as it handed its call over: the actor keeps it
-        (``info``); its own push to the dispatcher may still be on its way."""
-        assert self._resumption is not None
-        try:
-            info = await within(call.spare.actor.info(), self.policy.reply_timeout_s,
-                                f"info of {call.spare.actor.name}")
-        except Exception:  # gone meanwhile: the checkpoint held is the latest there is
-            return
-        if info.checkpoint is not None:
-            self._resumption.note(info.checkpoint)
-
-    async def _resume(self, call: _Call, cause: ResumeCause, lost_at: float) -> None:
-        """Carry the call on in another call actor from its last checkpoint, listening again
-        within the resume deadline, or raise ``ResumeFailed`` saying why."""
-        res = self._resumption
-        assert res is not None
-        old, call_id = call.spare, call.ticket.call_id
-        why = res.refusal(call.ticket.spec)
-        if why is not None:
-            raise ResumeFailed(why)
-        order = res.order(call_id, cause, lost_at, old.node_id)
-        ticket = CallTicket(replace(call.ticket.spec, resume=order), call.ticket.key)
-        limit = f"RESUME_DEADLINE_S={res.policy.deadline_s:g}"
-        ready = self._drain_spares.pop(call_id, None)  # a drain made one ready for this call
-        while (left := res.deadline_left(lost_at)) > 0:
-            spare = (ready or self._pool.take(avoid=self._draining() | {old.node_id})
-                     or self._pool.take(avoid=self._draining()))
-            ready = None
-            if spare is None:
-                spare = await self._cold_spare(left, limit)
-                left = res.deadline_left(lost_at)
-            try:
-                report = await within(spare.actor.resume(ticket), max(left, 0.001),
-                                      f"resume on {spare.actor.name}")
-            except CallActorLost:  # it died too (its node may be the lost one): the next
-                spare.actor.retire()
-                self.actors_lost += 1
-                continue
-            except DeadlineExceeded:
-                spare.actor.retire()
-                raise ResumeFailed(f"not listening again within {limit}") from None
-            except Exception as e:  # refused: an unreadable checkpoint, the caller gone
-                spare.actor.retire()
-                raise ResumeFailed(f"{type(e).__name__}: {e}") from None
-            self._hand(call, to=spare, ticket=ticket, lost=cause is ResumeCause.ACTOR_LOST)
-            self._kick_refill()
-            if report.listening_at is not None:
-                await res.resumed(ResumeEvent(
-                    call_id, cause, order.attempt, lost_at, report.listening_at, old.node_id,
-                    report.node_id, report.turns_restored), self.policy.journal_timeout_s)
-            return
-        raise ResumeFailed(f"no call actor took the call within {limit}")
-
-    async def _cold_spare(self, left_s: float, limit: str) -> Spare:
-        """No warm actor: start one now (seconds) for a call being resumed."""
-        actor = self._factory.create(avoid_nodes=self._draining())
-        self.actors_started += 1
-        try:
-            info = await within(actor.prepare(), max(left_s, 0.001), f"prepare of {actor.name}")
-        except Exception as e:
-            actor.retire()
-            raise ResumeFailed(f"no warm call actor, and a new one was not ready within "
-                               f"{limit}: {type(e).__name__}") from None
-        return Spare(actor, info.node_id, info.calls_served)
-
-    def _hand(self, call: _Call, *, to: Spare, ticket: CallTicket, lost: bool) -> None:
-        """The call moves from its old actor (lost, or done with its part) to ``to``."""
-        old = call.spare
-        if lost:
-            self.actors_lost += 1
-        elif self._resumption is not None:
-            self._resumption.handed_over_total += 1
-        old.actor.retire()
-        if call.reusable:
-            self._pool.call_finished(old, reusable=True, completed=False)
-        self._draining_calls.discard(ticket.call_id)
-        call.spare, call.ticket = to, ticket
-        call.reusable = self._pool.call_started(to)
-
     def _reserve(self) -> int:
         """While calls are live and may be resumed, one idle call actor is kept for a resume:
         a cold one takes seconds to start, a warm one rejoins at once."""
@@ -457,7 +288,10 @@ class CallDispatch:
         return 1 if res is not None and res.policy.enabled else 0
 
     def _draining(self) -> frozenset[str]:
-        return self._resumption.draining if self._resumption is not None else frozenset()
+        return self._carrier.draining()
+
+    def _kick_refill(self) -> None:
+        self._refill.kick()
 
     # --- checkpoints and draining nodes ------------------------------------------------------
     def checkpoint(self, saved: SavedCheckpoint) -> bool:
@@ -467,85 +301,18 @@ class CallDispatch:
         return self._resumption.note(saved)
 
     async def drain_node(self, node_id: str) -> DrainReport:
-        """Stop new calls on ``node_id`` (no new call actor there, its idle ones retired) and
-        move each of its calls: once a call actor off the draining nodes is ready for it (a
-        warm one, or one started now), the call is asked to hand over at its next turn
-        boundary, so the caller's gap is a warm actor rejoining, never a cold start.
+        """Stop new calls on ``node_id`` and hand its calls over (``CallCarrier.drain_node``).
         Returns at once (``drain_status`` follows the calls). Idempotent."""
-        if self._resumption is None:
-            raise RuntimeError("draining needs the resume policy (RESUME_CALLS)")
-        self._resumption.drain(node_id)
-        spares = self._pool.remove_on(node_id)
-        for spare in spares:
-            spare.actor.retire()
-        on_node = await self._calls_on(node_id)
-        # a call that may not be carried on (a browser call, or one moved too often) stays
-        # until it ends: handing it over would end it
-        movable = [c for c in on_node if self._resumption.refusal(c.ticket.spec) is None]
-        for call in movable:
-            if call.ticket.call_id not in self._draining_calls:
-                self._draining_calls.add(call.ticket.call_id)
-                self._spawn(self._drain_call(call))
-        self._kick_refill()
-        logger.warning("node draining", extra={"node": node_id[:12], "spares_retired": len(
-            spares), "handing_over": len(movable), "staying": len(on_node) - len(movable)})
-        return DrainReport(node_id, len(spares), tuple(c.ticket.call_id for c in movable),
-                           tuple(c.ticket.call_id for c in on_node))
-
-    async def _drain_call(self, call: _Call) -> None:
-        """Ready a call actor off the draining nodes for ``call``, then ask the call to hand
-        over at its next turn boundary (``_resume`` gives it that actor). If none gets ready
-        within ``prepare_timeout_s`` the call stays where it is (a later drain tries again)."""
-        call_id = call.ticket.call_id
-        try:
-            spare = self._pool.take(avoid=self._draining())
-            if spare is None:
-                spare = await self._cold_spare(self.policy.prepare_timeout_s,
-                                               "CALL_ACTOR_PREPARE_TIMEOUT_S")
-            else:
-                self._kick_refill()
-            if self._calls.get(call_id) is not call:  # it ended meanwhile: a spare again
-                self._pool.add(spare)
-                self._draining_calls.discard(call_id)
-                return
-            self._drain_spares[call_id] = spare
-            asked = await within(call.spare.actor.hand_over(call_id),
-                                 self.policy.reply_timeout_s,
-                                 f"hand over on {call.spare.actor.name}")
-            if not asked:
-                raise RuntimeError("the call actor has no such call running")
-        except Exception as e:
-            unused = self._drain_spares.pop(call_id, None)
-            if unused is not None:
-                self._pool.add(unused)
-            self._draining_calls.discard(call_id)
-            logger.error("drain: call not moved", extra={
-                "call_id": call_id, "error": f"{type(e).__name__}: {e}"})
+        return await self._carrier.drain_node(node_id)
 
     async def drain_status(self, node_id: str) -> DrainReport:
-        on_node = await self._calls_on(node_id)
-        return DrainReport(node_id, 0, (), tuple(c.ticket.call_id for c in on_node))
+        return await self._carrier.drain_status(node_id)
 
     def undrain_node(self, node_id: str) -> bool:
         """New call actors may go to ``node_id`` again."""
-        changed = self._resumption is not None and self._resumption.undrain(node_id)
-        if changed:
-            self._kick_refill()
-        return changed
+        return self._carrier.undrain_node(node_id)
 
-    async def _calls_on(self, node_id: str) -> list[_Call]:
-        """Live calls on ``node_id``; a cold-started actor's node is asked (it was unknown)."""
-        calls = list(self._calls.values())
-        unknown = [c for c in calls if not c.spare.node_id]
-        infos = await asyncio.gather(*(within(c.spare.actor.info(), self.policy.reply_timeout_s,
-                                              f"info of {c.spare.actor.name}") for c in unknown),
-                                     return_exceptions=True)
-        for call, info in zip(unknown, infos, strict=True):
-            if isinstance(info, ActorInfo):
-                call.spare.node_id = info.node_id
-        return [c for c in calls if c.spare.node_id == node_id]
-
-    async def _begin(self, call: _Call) -> None:
+    async def _begin(self, call: LiveCall) -> None:
         ticket, actor = call.ticket, call.spare.actor
         journal = asyncio.ensure_future(within(
             self._journal.admitted(ticket, ticket.spec.admitted_at),
@@ -560,7 +327,7 @@ class CallDispatch:
                 logger.warning("admission not journaled", extra={
                     "call_id": ticket.call_id, "error": f"{type(e).__name__}: {e}"})
 
-    async def _hand_over(self, call: _Call, actor: CallActorPort) -> None:
+    async def _hand_over(self, call: LiveCall, actor: CallActorPort) -> None:
         ticket = call.ticket
         timeout = self.policy.begin_timeout_s
         if not ticket.spec.warm:  # a cold actor starts and prepares first
@@ -593,7 +360,7 @@ class CallDispatch:
             return
         spare.idle_since = self._wall()
         self._pool.put_back(spare)
-        self.actors_reused += 1
+        self._counts.reused += 1
 
     async def _report_end(self, record: CallRecord) -> None:
         try:
@@ -619,67 +386,7 @@ class CallDispatch:
     # --- the warm pool ---------------------------------------------------------------------
     async def fill_warm_pool(self) -> int:
         """Refill now and wait for it; return how many prepared actors are idle."""
-        self._kick_refill()
-        if self._refill is not None:
-            await asyncio.shield(self._refill)
-        return self._pool.idle
-
-    def _kick_refill(self) -> None:
-        if self._refill is None or self._refill.done():
-            self._refill = asyncio.create_task(self._refill_loop())
-        if self.policy.spare_max_idle_s > 0 and self._rotation is None:
-            self._rotation = asyncio.create_task(self._rotate_spares())
-
-    async def _rotate_spares(self) -> None:
-        """Replace spares idle longer than ``spare_max_idle_s``. Their replacements go where
-        the scheduler packs actors now (with CALL_ACTOR_PLACEMENT=pack: the fuller nodes
-        first), so idle spares never keep a node up that a burst brought up: the node
-        empties and the autoscaler removes it."""
-        max_idle = self.policy.spare_max_idle_s
-        while True:
-            await self._sleep(max_idle / 2)
-            stale = self._pool.take_stale(self._wall() - max_idle)
-            for spare in stale:
-                logger.info("idle call actor replaced", extra={"actor": spare.actor.name})
-                spare.actor.retire()
-            if stale:
-                self._kick_refill()
-
-    async def _refill_loop(self) -> None:
-        backoff, failed_rounds = self.policy.refill_backoff_s, 0
-        while (n := self._pool.to_start(busy=bool(self._calls), reserve=self._reserve())) > 0:
-            ok = await asyncio.gather(*(self._start_spare() for _ in range(n)))
-            if all(ok):
-                backoff, failed_rounds = self.policy.refill_backoff_s, 0
-                continue
-            failed_rounds += 1
-            if failed_rounds >= self.policy.refill_attempts:
-                logger.error("warm pool refill gave up for now", extra={
-                    "idle": self._pool.idle, "target": self._pool.target})
-                return
-            await self._sleep(backoff)
-            backoff = min(2 * backoff, self.policy.refill_backoff_max_s)
-
-    async def _start_spare(self) -> bool:
-        self._pool.starting += 1
-        actor = self._factory.create(avoid_nodes=self._draining())
-        self.actors_started += 1
-        try:
-            info = await within(actor.prepare(), self.policy.prepare_timeout_s,
-                                f"prepare of {actor.name}")
-        except Exception as e:  # never leak it: a half-started actor is stopped
-            self.prepare_failures += 1
-            logger.error("call actor failed to prepare, stopped", extra={
-                "actor": actor.name, "error": f"{type(e).__name__}: {e}"})
-            actor.retire()
-            return False
-        finally:
-            self._pool.starting -= 1
-        if info.node_id in self._draining():  # started before its node began to drain
-            actor.retire()
-            return True
-        self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
-        return True
+        return await self._refill.fill()
 
     # --- after a restart -------------------------------------------------------------------
     async def recover(self) -> RecoveryReport:
@@ -770,7 +477,7 @@ class CallDispatch:
         if info.checkpoint is not None and self._resumption is not None:
             self._resumption.note(info.checkpoint)  # the new dispatcher holds it again
         self._admission.adopt(ticket.key, ticket.call_id)
-        call = _Call(ticket, spare, reusable, asyncio.get_running_loop().create_future())
+        call = LiveCall(ticket, spare, reusable, asyncio.get_running_loop().create_future())
         self._calls[ticket.call_id] = call
         self._spawn(self._supervise(call, begin=False))
 
@@ -803,10 +510,10 @@ class CallDispatch:
             warm_target=self._pool.target,
             accepted_total=self._admission.accepted_total,
             rejected_total=self._admission.rejected_total,
-            call_actors_started_total=self.actors_started,
-            call_actors_reused_total=self.actors_reused,
-            call_actors_lost_total=self.actors_lost,
-            prepare_failures_total=self.prepare_failures,
+            call_actors_started_total=self._counts.started,
+            call_actors_reused_total=self._counts.reused,
+            call_actors_lost_total=self._counts.lost,
+            prepare_failures_total=self._counts.prepare_failures,
             busy_pending=self._busy.pending,
             busy_overflow_total=self._busy.overflowed,
             active_call_ids=tuple(self._calls),
@@ -824,8 +531,7 @@ class CallDispatch:
 
     async def close(self) -> None:
         """Stop supervising (the call actors carry on: a new dispatcher adopts them)."""
-        tasks = [*self._tasks, *([self._refill] if self._refill else []),
-                 *([self._rotation] if self._rotation else []), *self._busy.workers]
+        tasks = [*self._tasks, *self._refill.tasks(), *self._busy.workers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from voice_ai.calls.ports import CallActorPort
 
-__all__ = ["Spare", "WarmPool"]
+__all__ = ["ActorCounts", "Spare", "WarmPool"]
 
 
 @dataclass
@@ -35,6 +35,18 @@ class Spare:
     node_id: str
     calls: int = 0
     idle_since: float = 0.0  # wall clock when it last went idle (``take_stale``)
+
+
+@dataclass(slots=True)
+class ActorCounts:
+    """Call actors started, reused and lost, and prepares that failed, since the dispatcher
+    started (its ``status``). One instance, shared by the dispatcher, its refill and its
+    carrier: each counts what it does."""
+
+    started: int = 0
+    reused: int = 0
+    lost: int = 0
+    prepare_failures: int = 0
 
 
 class WarmPool:
