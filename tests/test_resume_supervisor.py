@@ -176,6 +176,35 @@ async def test_a_spare_is_taken_off_the_lost_node_when_it_can_be() -> None:
     assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
 
 
+async def test_a_silent_spare_on_the_lost_node_is_passed_over_for_a_cold_one() -> None:
+    # the only warm actor sits on the node that was lost: a resume on it would wait until Ray
+    # declares the node dead, past the deadline; it is asked first, briefly, and passed over
+    world = ResumeWorld(deadline_s=1.0, warm_target=1)
+    world.resume_policy = ResumePolicy(enabled=True, deadline_s=1.0, max_times=2,
+                                       same_node_probe_s=0.05)
+    world.dispatch = world.new_dispatcher()
+    world.factory.nodes = ("node-0",)
+    d = await ready(world)
+    (call_id,) = await world.start()
+    await settle()
+    lost = world.factory.running(call_id)
+    (spare,) = [a for a in world.factory.alive if a is not lost]
+    assert spare.node_id == lost.node_id
+    spare.lose_node()
+    world.factory.nodes = ("node-1",)  # a cold start lands on a live node
+    lost.die()
+    for _ in range(100):  # the probe (50 ms), then a cold start
+        if world.log.events:
+            break
+        await asyncio.sleep(0.01)
+    carried = world.factory.running(call_id)
+    assert carried is not spare and carried.node_id == "node-1" and spare.retired
+    (event,) = world.log.events
+    assert event.gap_s < 0.5  # the probe, not a wait for the node's death
+    carried.finish(call_id)
+    assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
 async def test_while_calls_are_live_one_actor_is_kept_idle_for_a_resume() -> None:
     world = ResumeWorld(warm_target=1)
     d = await ready(world)

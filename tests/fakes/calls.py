@@ -151,6 +151,7 @@ class FakeCallActor:
         self.offers: list[str] = []
         self.slow_info: asyncio.Event | None = None
         self.dead = False
+        self.cut_off = False
         self.retired = False
         self._death: asyncio.Future[None] | None = None
         self._prepare_gate: asyncio.Event | None = None
@@ -169,6 +170,8 @@ class FakeCallActor:
     async def _alive(self) -> None:
         if self.dead:
             raise CallActorLost(f"{self._name} died")
+        if self.cut_off:  # its node is gone, not yet declared dead: calls wait for that
+            await self._or_die(asyncio.ensure_future(asyncio.Event().wait()))
 
     async def _or_die(self, coro: asyncio.Future[object] | asyncio.Task[object]) -> object:
         death = self._death_future()
@@ -253,6 +256,11 @@ class FakeCallActor:
         if self._prepare_gate is not None:
             self._prepare_gate.set()
 
+    def lose_node(self) -> None:
+        """Its node is gone and not yet declared dead: every call on it waits (as Ray's do
+        until the node's health checks fail), then raises ``CallActorLost`` on ``die``."""
+        self.cut_off = True
+
     def die(self) -> None:
         """SIGKILL: the call's task stops with the process; its record is never written."""
         self.dead = True
@@ -269,11 +277,13 @@ class FakeFactory:
         self.telemetry = telemetry
         self.actor_options = dict(actor_options)
         self.created: list[FakeCallActor] = []
+        self.nodes = ("node-0", "node-1")  # new actors go round these
         self._ids = itertools.count(1)
 
     def create(self, ticket: CallTicket | None = None, *,
                avoid_nodes: frozenset[str] = frozenset()) -> FakeCallActor:
-        nodes = [n for n in (f"node-{(len(self.created) + i) % 2}" for i in range(2))
+        count = len(self.nodes)
+        nodes = [n for n in (self.nodes[(len(self.created) + i) % count] for i in range(count))
                  if n not in avoid_nodes] or ["node-2"]
         actor = FakeCallActor(f"callactor-{next(self._ids)}", nodes[0],
                               self.records, self.telemetry,

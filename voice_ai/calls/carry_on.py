@@ -155,6 +155,12 @@ class CallCarrier:
             spare = (ready or self._pool.take(avoid=self.draining() | {old.node_id})
                      or self._pool.take(avoid=self.draining()))
             ready = None
+            if (spare is not None and cause is ResumeCause.ACTOR_LOST
+                    and spare.node_id == old.node_id
+                    and not await self._answers(spare, min(left, res.policy.same_node_probe_s))):
+                spare.actor.retire()  # its node is likely the lost one
+                self._counts.lost += 1
+                continue
             if spare is None:
                 spare = await self._cold_spare(left, limit)
                 left = res.deadline_left(lost_at)
@@ -179,6 +185,17 @@ class CallCarrier:
                     report.node_id, report.turns_restored), self._policy.journal_timeout_s)
             return
         raise ResumeFailed(f"no call actor took the call within {limit}")
+
+    async def _answers(self, spare: Spare, within_s: float) -> bool:
+        """Whether ``spare`` answers within ``within_s`` (its process and node are alive)."""
+        try:
+            await within(spare.actor.info(), max(within_s, 0.001), f"info of {spare.actor.name}")
+        except Exception:
+            logger.warning("warm call actor on the lost actor's node does not answer; "
+                           "starting one cold", extra={"actor": spare.actor.name,
+                                                       "node": spare.node_id[:12]})
+            return False
+        return True
 
     async def _cold_spare(self, left_s: float, limit: str) -> Spare:
         """No warm actor: start one now (seconds) for a call being resumed."""
