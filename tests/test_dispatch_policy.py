@@ -103,6 +103,23 @@ async def test_burst_admits_the_limit_and_records_every_rejection(world: World) 
     assert d.status().active_calls == 4
 
 
+async def test_a_call_just_ended_is_found_while_its_actor_is_being_recycled(
+        world: World) -> None:
+    d = await ready(world)
+    (call_id,) = await world.start()
+    actor = world.factory.running(call_id)
+    actor.slow_reset = asyncio.Event()
+    actor.finish(call_id)
+    await settle()
+    assert call_id not in d.status().active_call_ids  # no longer live: its reset is pending
+    waiting = asyncio.ensure_future(d.wait_call(call_id))  # raised "unknown call id" here
+    await settle()
+    assert not waiting.done()  # the record comes once the actor is back in the pool
+    actor.slow_reset.set()
+    assert (await waiting).outcome is CallOutcome.COMPLETED
+    assert d.status().warm_ready == world.policy.warm_target
+
+
 async def test_busy_line_is_bounded_when_the_message_hangs() -> None:
     world = World(busy_player=RecordingBusyPlayer(hang=True), max_concurrent_calls=1)
     d = await ready(world)

@@ -150,6 +150,7 @@ class FakeCallActor:
         self.prepared = False
         self.offers: list[str] = []
         self.slow_info: asyncio.Event | None = None
+        self.slow_reset: asyncio.Event | None = None
         self.dead = False
         self.cut_off = False
         self.retired = False
@@ -236,6 +237,8 @@ class FakeCallActor:
 
     async def reset(self) -> None:
         await self._alive()
+        if self.slow_reset is not None:  # e.g. its loop is busy collecting the call's garbage
+            await self.slow_reset.wait()
         self.host.reset()
 
     def retire(self) -> None:

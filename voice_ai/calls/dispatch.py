@@ -268,6 +268,10 @@ class CallDispatch:
             await self._records.store(record)
             await self._report_end(record)
         self._admission.release(ticket.key)
+        # ``wait_call`` finds the call among the finished ones from the moment it is no longer
+        # live: the recycling below awaits the actor (its reset), and a wait asked meanwhile
+        # (e.g. right after a drain saw the call leave its node) got "unknown call id"
+        self._finished[ticket.call_id] = call.done
         self._calls.pop(ticket.call_id, None)
         if not lost:  # back in the pool before anyone hears the call ended: a call placed
             # right after it finds the actor ready
