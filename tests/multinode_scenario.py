@@ -110,6 +110,16 @@ def _audit_lines(settings: Settings, marker: str) -> list[str]:
     return [ln for ln in path.read_text().splitlines() if marker in ln]
 
 
+def _call_log(settings: Settings, call_id: str, most: int = 40) -> list[str]:
+    """The agent log's lines about ``call_id`` (each cut to 300 characters): a failing test
+    prints them, since the scenario's folder is gone by then."""
+    path = settings.log_dir / "voice_ai_agent.log"
+    if not path.exists():
+        return []
+    return [ln[:300] for ln in path.read_text(errors="replace").splitlines()
+            if call_id in ln][-most:]
+
+
 def _field(line: str, key: str) -> str | None:
     m = re.search(rf"\b{key}=(\S+)", line)
     return m.group(1) if m else None
@@ -254,6 +264,7 @@ def _drain_phase(out: dict[str, Any], address: str, settings: Settings, dispatch
     resumed = _resumed_events(settings, live)
     for cid in live:
         new_calls[cid]["store"] = rows.get(cid)
+        new_calls[cid]["log"] = _call_log(settings, cid)
         new_calls[cid]["resumed"] = resumed.get(cid, [])
     out["new_calls"] = new_calls
     # afterwards: the warm pool refilled (the drain retired the worker's idle actors), and no
@@ -356,6 +367,7 @@ def run(out: dict[str, Any], root: Path) -> None:
         resumed = _resumed_events(settings, list(calls))
         for cid, c in calls.items():
             c["store"] = rows.get(cid)
+            c["log"] = _call_log(settings, cid)
             c["resumed"] = resumed.get(cid, [])
             c["audit_end"] = {"outcome": _field(ends[cid], "outcome"),
                               "end_reason": _field(ends[cid], "end_reason"),

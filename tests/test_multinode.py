@@ -24,6 +24,13 @@ _SILENT_UNDER_LOAD = pytest.mark.xfail(
                          "(docs/resilience.md): cause not isolated")
 
 
+def _show_logs(calls: dict[str, dict[str, Any]]) -> None:
+    """Each call's log lines, printed: pytest shows them with a failing test's report."""
+    for call_id, c in calls.items():
+        print(f"--- {call_id}: {c.get('outcome')} {c.get('end_reason')}")
+        print("\n".join(c.get("log", [])))
+
+
 @pytest.fixture(scope="module")
 def scenario() -> dict[str, Any]:
     result = run_in_subprocess()
@@ -61,6 +68,7 @@ def test_calls_on_the_removed_node_are_resumed_and_every_call_completes(
     lost = scenario["nodes"]["cpu"]
     on_lost = [cid for cid, c in scenario["calls"].items() if c["node"] == lost]
     assert on_lost  # the removal hit live calls
+    _show_logs(scenario["calls"])
     for call_id, c in scenario["calls"].items():
         assert c["outcome"] == "completed", (call_id, c)
         assert c["store"] == ["completed", c["end_reason"]]  # one record per call
@@ -92,6 +100,7 @@ def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> Non
 def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, Any]) -> None:
     remaining = {scenario["nodes"]["head"], scenario["nodes"]["gpu"]}
     assert scenario["new_calls"]
+    _show_logs(scenario["new_calls"])
     for call_id, c in scenario["new_calls"].items():
         assert c["decision"] == "accepted", call_id
         assert c["node"] in remaining
@@ -102,6 +111,7 @@ def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, An
 def test_voice_ai_drain_moves_three_live_calls_off_a_node_and_drops_none(
         scenario: dict[str, Any]) -> None:
     worker, drain, calls = scenario["nodes"]["gpu"], scenario["drain"], scenario["new_calls"]
+    _show_logs(calls)
     assert drain["exit_code"] == 0, drain  # the command saw no call left on the node
     assert len(calls) == 3 and {c["node"] for c in calls.values()} == {worker}  # all 3 there
     for call_id, c in calls.items():
