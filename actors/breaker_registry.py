@@ -12,6 +12,8 @@ request or turn. The policy is ``voice_ai.resilience.gate.BoardService``; see
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import asdict
 from typing import Any
 
@@ -25,6 +27,7 @@ from voice_ai.resilience.gate import Outcome, board_from_settings
 __all__ = ["REGISTRY_NAME", "BreakerRegistry", "RayBoard", "ensure_breaker_registry"]
 
 REGISTRY_NAME = "breaker_registry"
+_GIVING_BACK: set[asyncio.Task[None]] = set()
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)
@@ -62,8 +65,25 @@ class RayBoard:
         self._registry = registry
 
     async def acquire(self, provider: str, lease: str) -> Admission:
-        admission: Admission = await self._registry.acquire.remote(provider, lease)
+        answer: Any = self._registry.acquire.remote(provider, lease)
+        try:
+            admission: Admission = await answer
+        except asyncio.CancelledError:
+            # The registry answers all the same. A slot granted to nobody would hold back
+            # every other call until its lease ran out: the half-open probe (recovery waits
+            # ``lease_s``), a quota slot (a call's length). Give it back when it comes.
+            task = asyncio.get_running_loop().create_task(
+                self._give_back(answer, provider, lease))
+            _GIVING_BACK.add(task)
+            task.add_done_callback(_GIVING_BACK.discard)
+            raise
         return admission
+
+    async def _give_back(self, answer: Any, provider: str, lease: str) -> None:
+        with contextlib.suppress(Exception):  # the registry restarting: its table is new
+            if (await answer).allowed:
+                await self._registry.report.remote(provider, None)
+                await self._registry.release.remote(provider, lease)
 
     async def report(self, provider: str, outcome: Outcome | None) -> None:
         await self._registry.report.remote(provider, outcome)

@@ -69,7 +69,8 @@ class CallActor:
             durable_records(settings, self._node_id,
                             observer=self._telemetry.spool_observer(self._node_id)),
             self._telemetry, report_timeout_s=settings.actor_reply_timeout_s)
-        self._offered: dict[str, CallTransport] = {}  # browser calls answered, not begun
+        # transports built ahead of their call: browser calls answered, lines stood by
+        self._offered: dict[str, CallTransport] = {}
         self._dispatcher: Any = None  # where checkpoints go (looked up on the first one)
         if ticket is not None:  # a cold start: begin this call as soon as we are ready
             self._host.begin(ticket, self, prepare=self.warm_up)
@@ -124,7 +125,31 @@ class CallActor:
     async def begin(self, ticket: CallTicket) -> None:
         """Start the call and return: it runs here to its end, whoever watches."""
         await self.prepare()
+        await self._close_offered(but=ticket.call_id)
         self._host.begin(ticket, self)
+
+    async def stand_by(self, ticket: CallTicket) -> bool:
+        """Join the caller's line ahead of a drain's hand-over (``CallRuntime.stand_by``):
+        ``resume`` then carries the call on that leg."""
+        await self.prepare()
+        assert self._runtime is not None
+        await self._close_offered(but="")
+        transport = await self._runtime.stand_by(ticket.spec)
+        if transport is None:
+            return False
+        self._offered[ticket.call_id] = transport
+        return True
+
+    async def _close_offered(self, *, but: str) -> None:
+        """Close transports built for calls that did not come here (a drain's call that
+        ended before it handed over): their legs would stand by for nothing."""
+        for call_id in [c for c in self._offered if c != but]:
+            stale = self._offered.pop(call_id)
+            try:
+                await stale.aclose()
+            except Exception as e:
+                logger.warning("unused transport not closed cleanly", extra={
+                    "call_id": call_id, "error": f"{type(e).__name__}: {e}"})
 
     async def wait_end(self, call_id: str) -> CallEnd:
         return await self._host.wait_end(call_id)
@@ -135,6 +160,7 @@ class CallActor:
         await self.prepare()
         assert self._runtime is not None
         self._runtime.resume_plan(ticket.spec)  # an unreadable checkpoint: refused, not begun
+        await self._close_offered(but=ticket.call_id)
         self._host.begin(ticket, self)
         return await self._host.wait_listening(ticket.call_id)
 

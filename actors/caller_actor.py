@@ -29,11 +29,18 @@ from voice_ai.pipeline.line_exchange import CallerLineInfo, LineExchange, LineSt
 from voice_ai.providers.pool import ProviderPool
 from voice_ai.providers.pooled import PooledTTS
 
-__all__ = ["CallerHost", "RayCallerLines", "caller_host_name", "start_caller_hosts"]
+__all__ = ["CallerHost", "RayCallerLines", "caller_host_name", "caller_host_of",
+           "start_caller_hosts"]
 
 
 def caller_host_name(index: int) -> str:
     return f"{CALLER_HOST_PREFIX}{index}"
+
+
+def caller_host_of(call_id: str, settings: Settings) -> int:
+    """The index of the caller host that keeps ``call_id``'s caller: always the same one, so
+    a call actor that takes a call over finds its caller."""
+    return zlib.crc32(call_id.encode()) % settings.caller_hosts
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -83,7 +90,7 @@ class RayCallerLines:
         self._handles: dict[int, ActorHandle[Any]] = {}
 
     async def dial(self, order: CallerOrder) -> LineAddress:
-        index = zlib.crc32(order.call_id.encode()) % self._settings.caller_hosts
+        index = caller_host_of(order.call_id, self._settings)
         handle = self._handles.get(index)
         if handle is None:  # a GCS lookup blocks: off the event loop
             handle = await asyncio.to_thread(ray.get_actor, caller_host_name(index),

@@ -199,6 +199,10 @@ class RayCallActor:
         report: ResumeReport = await self._call("resume", ticket)
         return report
 
+    async def stand_by(self, ticket: CallTicket) -> bool:
+        standing: bool = await self._call("stand_by", ticket)
+        return standing
+
     async def hand_over(self, call_id: str) -> bool:
         handed: bool = await self._call("hand_over", call_id)
         return handed
@@ -228,7 +232,8 @@ class RayCallActors:
         self._settings = settings
 
     def create(self, ticket: CallTicket | None = None, *,
-               avoid_nodes: frozenset[str] = frozenset()) -> RayCallActor:
+               avoid_nodes: frozenset[str] = frozenset(),
+               prefer_off: frozenset[str] = frozenset()) -> RayCallActor:
         from actors.call_actor import CallActor  # preloaded off the loop (see above)
 
         s = self._settings
@@ -238,7 +243,10 @@ class RayCallActors:
             num_cpus=s.call_actor_num_cpus, memory=s.call_actor_memory_mb * 1024 * 1024,
             resources=call_actor_resources(s),
             scheduling_strategy="SPREAD" if s.call_actor_placement == "spread" else "DEFAULT",
-            runtime_env=CALL_ACTOR_RUNTIME_ENV, **_avoiding(avoid_nodes),
+            runtime_env=CALL_ACTOR_RUNTIME_ENV,
+            # packing (an autoscaled cluster) keeps idle actors off emptying nodes instead
+            **_avoiding(avoid_nodes, prefer_off if s.call_actor_placement == "spread"
+                        else frozenset()),
         ).remote(s, name, ticket)
         return RayCallActor(handle, name)
 
@@ -255,11 +263,17 @@ class RayCallActors:
                 if not isinstance(h, BaseException)]  # gone since the listing
 
 
-def _avoiding(nodes: frozenset[str]) -> dict[str, Any]:
-    """Actor options keeping a new call actor off ``nodes`` (draining): Ray's node labels."""
-    if not nodes:
-        return {}
-    return {"label_selector": {"ray.io/node-id": f"!in({','.join(sorted(nodes))})"}}
+def _avoiding(nodes: frozenset[str], prefer_off: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Actor options keeping a new call actor off ``nodes`` (draining), and off
+    ``prefer_off`` unless only those nodes can take it: Ray's node labels, the preference
+    as the selector and the hard rule as its ``fallback_strategy``."""
+    def off(ns: frozenset[str]) -> dict[str, str]:
+        return {"ray.io/node-id": f"!in({','.join(sorted(ns))})"} if ns else {}
+
+    if not prefer_off - nodes:
+        return {"label_selector": off(nodes)} if nodes else {}
+    return {"label_selector": off(nodes | prefer_off),
+            "fallback_strategy": [{"label_selector": off(nodes)}]}
 
 
 class _JournalPort:

@@ -24,6 +24,7 @@ not on the node that dies.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -46,7 +47,11 @@ import ray  # noqa: E402
 from ray import serve  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from actors.caller_actor import start_caller_hosts  # noqa: E402
+from actors.caller_actor import (  # noqa: E402
+    caller_host_name,
+    caller_host_of,
+    start_caller_hosts,
+)
 from actors.names import CALL_ACTOR_PREFIX, NAMESPACE, worker_name  # noqa: E402
 from actors.store_writer import WRITER_NAME  # noqa: E402
 from actors.system import ensure_system  # noqa: E402
@@ -60,7 +65,7 @@ from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
 from voice_ai.pipeline.specs import CallSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = ROOT / "tests" / "data" / "multinode_resume_call.yaml"  # 2 turns, patient
+SCENARIO = ROOT / "tests" / "data" / "multinode_resume_call.yaml"  # 3 turns, patient
 DRAIN_SCENARIO = ROOT / "tests" / "data" / "multinode_drain_call.yaml"  # 4 turns, patient
 LIMIT = 3  # MAX_CONCURRENT_CALLS: small, so a burst of 3x is cheap on 2 cores
 HEAD_ONLY = {"node:__internal_head__": 0.001}
@@ -204,6 +209,15 @@ def _resumed_events(settings: Settings, call_ids: list[str]) -> dict[str, list[d
     return out
 
 
+def _caller_line(settings: Settings, call_id: str) -> dict[str, Any] | None:
+    """What the caller's host saw of the call (its legs, lines spoken, replies cut), while
+    the ended line is still kept."""
+    host = ray.get_actor(caller_host_name(caller_host_of(call_id, settings)),
+                         namespace=settings.ray_namespace)
+    info = ray.get(host.line_info.remote(call_id), timeout=30)
+    return None if info is None else dataclasses.asdict(info)
+
+
 def _spec(scenario: Path = SCENARIO) -> CallSpec:
     return CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(scenario))
 
@@ -263,6 +277,7 @@ def _drain_phase(out: dict[str, Any], address: str, settings: Settings, dispatch
     rows = _store_rows(settings, live)
     resumed = _resumed_events(settings, live)
     for cid in live:
+        new_calls[cid]["line"] = _caller_line(settings, cid)
         new_calls[cid]["store"] = rows.get(cid)
         new_calls[cid]["log"] = _call_log(settings, cid)
         new_calls[cid]["resumed"] = resumed.get(cid, [])
@@ -272,8 +287,11 @@ def _drain_phase(out: dict[str, Any], address: str, settings: Settings, dispatch
     _wait("the warm pool refilled after the drain", lambda: ray.get(
         dispatcher.status.remote())["warm_ready"] >= LIMIT, 120)
     drain["call_actor_nodes_after"] = _call_actor_nodes()
-    drain["draining_nodes"] = [n[:12] for n in ray.get(
-        dispatcher.status.remote())["resume"]["draining_nodes"]]
+    resume = ray.get(dispatcher.status.remote())["resume"]
+    drain["draining_nodes"] = [n[:12] for n in resume["draining_nodes"]]
+    # hand-overs whose next call actor joined the caller's line first (make before break)
+    drain["handed_over_total"] = resume["handed_over_total"]
+    drain["stood_by_total"] = resume["stood_by_total"]
     drain["phase_s"] = round(time.perf_counter() - began, 1)
     out["drain"] = drain
 
@@ -354,12 +372,22 @@ def run(out: dict[str, Any], root: Path) -> None:
                  for r in accepted}
         _wait("every call's first turn checkpointed", lambda: ray.get(
             handles.dispatcher.status.remote())["resume"]["checkpoints_held"] >= len(calls), 120)
+        # the burst took every warm actor; the refill rebuilds the resume reserve (two idle
+        # call actors, spread over two nodes while calls run on several), one cold start at
+        # a time: the node goes once it is there, still in the callers' long pause
+        t = time.perf_counter()
+        _wait("the resume reserve rebuilt", lambda: ray.get(
+            handles.dispatcher.status.remote())["warm_ready"] >= 2, 120)
+        out["reserve_before_removal"] = {"waited_s": round(time.perf_counter() - t, 1),
+                                         "call_actor_nodes": _call_actor_nodes()}
         cluster.remove_node(cpu_node)  # mid-call: the callers pause before their 2nd line
         out["removed_node_at_s"] = round(time.perf_counter() - t0, 1)
         for call_id, c in calls.items():
             record = ray.get(handles.dispatcher.wait_call.remote(call_id), timeout=300)
             c.update(outcome=record.outcome.value, end_reason=record.end_reason.value,
-                     error=record.error, turns=len(record.turns))
+                     error=record.error, turns=len(record.turns),
+                     heard=[t.user_text for t in record.turns],
+                     replies=[t.agent_text for t in record.turns])
         rows = _store_rows(settings, list(calls))
         ends = {cid: _wait(f"CALL_END of {cid}", lambda cid=cid: [
             ln for ln in _audit_lines(settings, "CALL_END") if cid in ln], 30)[0]

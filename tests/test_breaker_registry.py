@@ -16,7 +16,8 @@ from livekit.plugins import deepgram  # noqa: F401  # register on the main threa
 
 from actors.breaker_registry import RayBoard, ensure_breaker_registry
 from voice_ai.config import Settings
-from voice_ai.resilience.gate import Outcome
+from voice_ai.resilience import Admission
+from voice_ai.resilience.gate import Outcome, board_from_settings
 from voice_ai.simulators import Fault, ProviderSimulators
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration]
@@ -107,7 +108,8 @@ async def test_two_processes_share_one_breaker(ray_session: None,
 async def test_ten_concurrent_callers_hit_at_most_min_requests_failures(
     ray_session: None, sims: ProviderSimulators
 ) -> None:
-    settings = make_settings(sims)
+    # recovery 2 s: the second burst must fit in the open state on a loaded machine
+    settings = make_settings(sims, recovery_s=2.0)
     registry, callers = await start(settings)
     await sims.set_fault("deepgram", Fault.HTTP_500)
 
@@ -130,6 +132,58 @@ async def test_ten_concurrent_callers_hit_at_most_min_requests_failures(
     _, transitions = await registry.transitions_since.remote(0)
     assert [t["to_state"] for t in transitions] == ["open", "half_open", "closed"]
     print(f"\nfailures before open: {sims.deepgram.faulted} of 10 concurrent calls")
+
+
+@ray.remote(num_cpus=0)
+class SlowRegistry:
+    """The registry's board, answering each acquire 0.2 s late: its caller can give up first."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._board = board_from_settings(settings)
+        self.answered = 0
+
+    async def acquire(self, provider: str, lease: str) -> Admission:
+        await asyncio.sleep(0.2)
+        self.answered += 1
+        return await self._board.acquire(provider, lease)
+
+    async def report(self, provider: str, outcome: Outcome | None) -> None:
+        await self._board.report(provider, outcome)
+
+    async def release(self, provider: str, lease: str) -> None:
+        await self._board.release(provider, lease)
+
+    def seen(self, provider: str) -> tuple[int, int, int]:
+        return self.answered, self._board.snapshots()[provider].in_flight, \
+            self._board.quotas.in_use(provider)
+
+
+async def test_an_acquire_cancelled_in_flight_gives_its_slot_back(ray_session: None) -> None:
+    # a call that ends (or a turn interrupted) while the registry answers: the probe and the
+    # quota slot the registry grants it must not sit unused for their leases (11 s, the call's
+    # length), holding every other call off a recovered provider. The CI run of 2026-11-30
+    # 21:17 likely failed this way (test_ten_concurrent_... below: whisper, not the probe).
+    settings = Settings(provider_timeout_s=3.0, breaker_min_requests=1,  # type: ignore[call-arg]
+                        circuit_breaker_threshold=0.5, breaker_recovery_timeout_s=0.2,
+                        breaker_half_open_probes=1, deepgram_concurrency=1)
+    registry = SlowRegistry.remote(settings)  # type: ignore[attr-defined]
+    board = RayBoard(registry)
+    assert (await board.acquire(PROVIDER, "first")).allowed
+    await board.report(PROVIDER, Outcome(ok=False, error="deepgram: HTTP 503"))
+    await board.release(PROVIDER, "first")
+    await asyncio.sleep(0.3)  # half-open now: one probe
+
+    pending = asyncio.create_task(board.acquire(PROVIDER, "lost"))
+    await asyncio.sleep(0.05)  # sent, not answered
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    for _ in range(250):  # answered after 0.2 s, given back a round trip later; leases: 11 s+
+        if await registry.seen.remote(PROVIDER) == (2, 0, 0):
+            break
+        await asyncio.sleep(0.02)
+    assert await registry.seen.remote(PROVIDER) == (2, 0, 0)  # (answered, probes, quota)
+    assert await board.acquire(PROVIDER, "next") is Admission.PROBE
 
 
 async def test_healthy_burst_from_cold_is_served_not_refused(

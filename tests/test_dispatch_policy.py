@@ -241,6 +241,28 @@ async def test_an_actor_that_dies_mid_call_ends_the_call_as_node_lost(world: Wor
         assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
 
 
+@pytest.mark.parametrize("dead", [1, 2])
+async def test_a_warm_actor_that_died_idle_is_passed_over_when_a_call_begins(dead: int) -> None:
+    # its node was lost with no call on it, so nobody noticed: the spare stayed in the pool,
+    # and a new call that took it failed at once (seen in the multi-node scenario)
+    world = World(warm_target=2)
+    d = await ready(world)
+    warm = list(world.factory.alive)
+    gone = warm[:dead]
+    for actor in gone:
+        actor.die()
+    (call_id,) = await world.start()
+    await settle()
+    carrying = world.factory.running(call_id)
+    assert carrying not in gone and all(a.retired for a in gone)
+    assert (carrying in warm) == (dead == 1)  # the other warm actor, or one started for it
+    carrying.finish(call_id)
+    record = await d.wait_call(call_id)
+    assert record.outcome is CallOutcome.COMPLETED, record.error
+    assert record.warm_start == (dead == 1)
+    assert d.status().active_calls == 0
+
+
 async def test_cancel_room_records_the_reason(world: World) -> None:
     d = await ready(world)
     (call_id,) = await world.start(room="call-room-1")

@@ -38,9 +38,9 @@ class _ToneVoice:
         yield (np.sin(2 * np.pi * 220 * t) * 8_000).astype(np.int16).tobytes()
 
 
-def _scenario(lines: tuple[str, ...] = LINES) -> Scenario:
+def _scenario(lines: tuple[str, ...] = LINES, reply_timeout_s: float = 3) -> Scenario:
     return Scenario.model_validate({
-        "name": "line", "reply_timeout_s": 3, "wait_for_greeting": True,
+        "name": "line", "reply_timeout_s": reply_timeout_s, "wait_for_greeting": True,
         "turns": [{"say": s, "pause_before_s": 0.1} for s in lines]})
 
 
@@ -154,6 +154,41 @@ async def test_the_caller_stays_on_the_line_when_the_call_leg_dies_and_a_new_leg
     assert (status.dialled_total, status.reconnects_total) == (1, 1)
 
 
+@pytest.mark.parametrize("standby", [True, False], ids=["make-before-break", "break-first"])
+async def test_a_reply_cut_by_its_leg_leaving_ends_and_the_caller_speaks_on(
+        exchange: LineExchange, standby: bool) -> None:
+    # the leg carrying a reply leaves before the reply's end (a call actor died mid-sentence,
+    # or a hand-over took the wrong moment): the caller hears the voice stop, as on a phone,
+    # and says its next line to the next leg, instead of waiting for an end that never comes
+    # (a drained call in the multinode suite fell silent for 60 s that way, once per suite)
+    call_id = f"c12-{standby}"
+    address = await exchange.dial(CallerOrder(call_id, _scenario(reply_timeout_s=60)))
+    first = await _open(address)
+    await _agent_says(first)  # the greeting
+    await _answer_lines(first, 0, 1)
+    nxt = LineTransport(address, standby=standby)
+    if standby:
+        await nxt.prepare()
+    for _ in range(500):  # line 2 said
+        if len(first.speech_marks()) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    frame = np.full(240, 4_000, dtype=np.int16).tobytes()
+    for _ in range(20):  # 0.2 s of the answer to line 2, and no flush: its leg leaves
+        await first.audio_output.capture_frame(rtc.AudioFrame(frame, 24_000, 1, 240))
+    await first.aclose()
+    await nxt.connect()
+    await _answer_lines(nxt, 2, len(LINES))
+    reason = await asyncio.wait_for(nxt.wait_ended(), 10)
+    await nxt.aclose()
+
+    assert reason is EndReason.CALLER_HANGUP and nxt.unanswered == []
+    assert [m.text for m in nxt.speech_marks()] == list(LINES)
+    info = exchange.line_info(call_id)
+    assert info is not None and info.replies_cut == 1
+    assert exchange.status().replies_cut_total == 1
+
+
 async def test_a_new_leg_is_welcomed_first_while_the_old_one_is_still_closing(
         exchange: LineExchange, monkeypatch: pytest.MonkeyPatch) -> None:
     # a takeover (resume, drain) while the old leg is slow to close, as under load: the caller's
@@ -175,6 +210,60 @@ async def test_a_new_leg_is_welcomed_first_while_the_old_one_is_still_closing(
     assert info is not None and info.live and info.legs_total == 4
     for leg in legs:
         await leg.aclose()
+
+
+@pytest.mark.parametrize("standby", [True, False], ids=["make-before-break", "break-first"])
+async def test_a_leg_standing_by_hears_what_the_caller_says_in_the_hand_over_gap(
+        exchange: LineExchange, standby: bool) -> None:
+    # a drain: the old leg leaves at a turn boundary and the caller's next line comes while
+    # the next call actor is still restoring the call (not listening yet). A leg that stood
+    # by since before the hand-over gets that line whole; one that joins after the gap (break
+    # first, as a resume after a crash must) has lost it, as a phone line would
+    call_id = f"c10-{standby}"
+    address = await exchange.dial(CallerOrder(call_id, _scenario()))
+    first = await _open(address)
+    await _agent_says(first)
+    nxt = LineTransport(address, standby=standby)
+    if standby:
+        await nxt.prepare()  # joins while the first leg carries the call
+        info = exchange.line_info(call_id)
+        assert info is not None and info.standing_by and info.legs_total == 1
+    await _answer_lines(first, 0, 1)  # line 1 is heard and answered by the first leg
+    await first.aclose()  # handed over: the caller speaks line 2 in ~0.3 s
+    await asyncio.sleep(0.7)  # the next call restores the call; line 2 is spoken meanwhile
+    await nxt.connect()
+    listener = _Listener(nxt)  # it listens only now
+    info = exchange.line_info(call_id)
+    assert info is not None and info.leg_connected and not info.standing_by
+    await _answer_lines(nxt, 1, len(LINES))
+    reason = await asyncio.wait_for(nxt.wait_ended(), 10)
+    await nxt.aclose()
+    await listener.stop()
+
+    assert reason is EndReason.CALLER_HANGUP and nxt.unanswered == []
+    assert [m.text for m in nxt.speech_marks()] == list(LINES)
+    if standby:  # lines 2 and 3 (~10 loud frames each), and none of line 1 twice
+        assert 18 <= listener.loud <= 22, listener.loud
+    else:  # line 3 only
+        assert 8 <= listener.loud <= 12, listener.loud
+    assert exchange.line_info(call_id).legs_total == 2  # type: ignore[union-attr]
+
+
+async def test_a_leg_standing_by_is_told_when_the_caller_hangs_up_first(
+        exchange: LineExchange) -> None:
+    # the call ends before it hands over (the caller said goodbye): the leg standing by
+    # learns the end, and never carried the call
+    address = await exchange.dial(CallerOrder("c11", _scenario(("only line",))))
+    first = await _open(address)
+    await _agent_says(first)
+    waiting = LineTransport(address, standby=True)
+    await waiting.prepare()
+    await _answer_lines(first, 0, 1)
+    assert await asyncio.wait_for(waiting.wait_ended(), 5) is EndReason.CALLER_HANGUP
+    assert await asyncio.wait_for(first.wait_ended(), 1) is EndReason.CALLER_HANGUP
+    assert exchange.line_info("c11").legs_total == 1  # type: ignore[union-attr]
+    await waiting.aclose()
+    await first.aclose()
 
 
 async def test_a_wrong_token_or_unknown_call_is_refused(exchange: LineExchange) -> None:

@@ -1,8 +1,12 @@
 """Several Ray nodes on one machine (head, a worker declaring one GPU, a CPU worker), run as a
 subprocess by ``tests/multinode_scenario.py``: placement, what /metrics and /health/detailed
 show, losing a worker node in the middle of calls, and ``voice-ai drain`` moving three live
-calls off a worker (issue #18). The resume and drain tests failed under load until two
-caller-host fixes (5b70bba, efcc77c; docs/resilience.md); the drain phase's still may."""
+calls off a worker (issue #18). What made these fail under load, and the fixes, are in
+docs/resilience.md ("Failing under load, and fixed"): two caller-host faults, a call line lost
+in a drain's hand-over gap (now make-before-break), the resume reserve on the lost node (now
+spread over nodes), a new call begun on an idle actor of the lost node (now passed over), and
+a drained call whose caller had just spoken when it was handed over (the line lost before it
+was a turn; a hand-over now waits for the agent to take the turn)."""
 
 from __future__ import annotations
 
@@ -13,15 +17,6 @@ import pytest
 from tests.multinode_scenario import run_in_subprocess
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
-
-
-# Seen in the fresh-clone suite of 2026-11-30 16:20 (after the caller-host fixes): one of the
-# drain phase's calls fell silent after its 2nd turn ("no caller sound and no agent audio for
-# 60 s"). Its logs were not kept; a caller line lost in the hand-over gap (the simulated caller
-# does not repeat itself) fits, not confirmed. Passed alone and under a busy loop. Non-strict.
-_SILENT_UNDER_LOAD = pytest.mark.xfail(
-    strict=False, reason="a drained call may fall silent under the full suite's load "
-                         "(docs/resilience.md): cause not isolated")
 
 
 def _show_logs(calls: dict[str, dict[str, Any]]) -> None:
@@ -77,12 +72,22 @@ def test_calls_on_the_removed_node_are_resumed_and_every_call_completes(
             (event,) = c["resumed"]  # carried on once, by an actor on a live node
             assert event["cause"] == "actor_lost" and event["turns_restored"] == 1
             assert event["from_node"] == lost and event["to_node"] != lost
-            # the turn before the loss is in the record; the caller's next line is answered
-            # when the new actor listens within the caller's pause, and is lost (as on a phone
-            # line) when a cold start on two loaded cores takes longer (seen in a fresh clone)
-            assert c["turns"] in (1, 2), (call_id, c)
-        else:
-            assert c["resumed"] == [] and c["turns"] == 2, (call_id, c)
+            # a warm actor of the resume reserve, kept off the lost node, took the call
+            # within 3 s (a cold start took 25 s when the one reserve sat on that node), so
+            # both lines the caller said after the loss were answered
+            assert event["gap_s"] <= 3.0, event
+        # each of the caller's 3 lines heard and answered (under load the VAD may split a
+        # line in two turns, "Hello," and the rest: the 23:10 suite had one such call)
+        assert c["turns"] >= 3 and all(c["replies"]), (call_id, c["heard"], c["replies"])
+        # the caller named the day in its first line only; the reply to "Could it be at ten
+        # o'clock?" books that day, so an actor that resumed the call knew what was said
+        # before the loss (the receptionist's local engine, docs/agent.md, fills the slots
+        # from the context)
+        ten = [i for i, heard in enumerate(c["heard"]) if "clock" in heard.lower()]
+        assert ten and "tuesday" in c["replies"][ten[0]].lower(), (
+            call_id, c["heard"], c["replies"])
+        if call_id not in on_lost:
+            assert c["resumed"] == [], (call_id, c)
 
 
 def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> None:
@@ -96,7 +101,6 @@ def test_pools_recreate_what_the_lost_node_held(scenario: dict[str, Any]) -> Non
     assert all(p["status"] == "healthy" for p in health["pools"].values())
 
 
-@_SILENT_UNDER_LOAD
 def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, Any]) -> None:
     remaining = {scenario["nodes"]["head"], scenario["nodes"]["gpu"]}
     assert scenario["new_calls"]
@@ -107,7 +111,6 @@ def test_new_calls_go_to_the_remaining_nodes_and_complete(scenario: dict[str, An
         assert c["outcome"] == "completed", c
 
 
-@_SILENT_UNDER_LOAD
 def test_voice_ai_drain_moves_three_live_calls_off_a_node_and_drops_none(
         scenario: dict[str, Any]) -> None:
     worker, drain, calls = scenario["nodes"]["gpu"], scenario["drain"], scenario["new_calls"]
@@ -117,12 +120,17 @@ def test_voice_ai_drain_moves_three_live_calls_off_a_node_and_drops_none(
     for call_id, c in calls.items():
         assert c["outcome"] == "completed", (call_id, c)  # 0 dropped
         assert c["store"] == ["completed", c["end_reason"]]  # one record per call
+        # at a turn boundary: no reply of the old actor was cut off by its leg leaving
+        assert c["line"] is not None and c["line"]["replies_cut"] == 0, (call_id, c["line"])
         (event,) = c["resumed"]  # moved once, at a turn boundary, to an actor on another node
         assert event["cause"] == "drain" and event["from_node"] == worker, (call_id, event)
         assert event["to_node"] != worker and event["turns_restored"] >= 1
         # the caller's later turns were answered by the actor the call moved to
         assert c["turns"] > event["turns_restored"] and all(c["answered"]), (call_id, c)
         assert event["gap_s"] <= 3.0, event  # a warm actor was ready before the hand-over
+    # each call's next actor joined the caller's line before the old one left, so nothing the
+    # caller said in the hand-over gap was lost (make before break)
+    assert drain["handed_over_total"] == drain["stood_by_total"] == 3, drain
     # the drain retired the worker's idle actors; none was placed there afterwards
     assert drain["call_actor_nodes_after"] and worker not in drain["call_actor_nodes_after"]
     assert drain["draining_nodes"] == [worker]

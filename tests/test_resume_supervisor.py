@@ -154,6 +154,8 @@ async def test_a_drained_node_hands_its_calls_over_and_takes_no_new_actor() -> N
     assert set(report.handing_over) == set(on_node)
     for call_id in ids:  # every call runs on, none on the drained node
         assert world.factory.running(call_id).node_id != node
+    for call_id in on_node:  # each moved call's new actor joined its line before the hand-over
+        assert world.factory.running(call_id).stood_by == [call_id]
     assert all(a.node_id != node for a in world.factory.alive)
     assert not (await d.drain_status(node)).calls_left
     for call_id in ids:
@@ -161,7 +163,9 @@ async def test_a_drained_node_hands_its_calls_over_and_takes_no_new_actor() -> N
         assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
     assert sorted(world.records.stored) == sorted(ids)
     assert {e.cause for e in world.log.events} == {ResumeCause.DRAIN}
-    assert d.status().resume.handed_over_total == len(on_node)  # type: ignore[union-attr]
+    status = d.status().resume
+    assert status is not None
+    assert status.handed_over_total == status.stood_by_total == len(on_node)
 
 
 async def test_a_spare_is_taken_off_the_lost_node_when_it_can_be() -> None:
@@ -205,6 +209,34 @@ async def test_a_silent_spare_on_the_lost_node_is_passed_over_for_a_cold_one() -
     assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
 
 
+async def test_after_a_loss_the_silent_spares_of_that_node_are_retired() -> None:
+    # the node went with a call and a spare on it: the call resumes elsewhere, and the spare,
+    # which would hang a call begun on it until Ray declares the node dead, is asked and retired
+    world = ResumeWorld(warm_target=3)
+    world.resume_policy = ResumePolicy(enabled=True, deadline_s=1.0, max_times=2,
+                                       same_node_probe_s=0.05)
+    world.dispatch = world.new_dispatcher()
+    d = await ready(world)
+    (call_id,) = await world.start()
+    await settle()
+    lost = world.factory.running(call_id)
+    same_node = [a for a in world.factory.alive if a is not lost and a.node_id == lost.node_id]
+    other_node = [a for a in world.factory.alive if a.node_id != lost.node_id]
+    assert same_node and other_node
+    for actor in same_node:
+        actor.lose_node()
+    lost.die()
+    for _ in range(100):
+        if all(a.retired for a in same_node):
+            break
+        await asyncio.sleep(0.01)
+    assert all(a.retired for a in same_node)
+    assert world.factory.running(call_id) in other_node  # resumed on a warm one elsewhere
+    assert not any(a.retired for a in other_node)
+    world.factory.running(call_id).finish(call_id)
+    assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
 async def test_while_calls_are_live_one_actor_is_kept_idle_for_a_resume() -> None:
     world = ResumeWorld(warm_target=1)
     d = await ready(world)
@@ -217,4 +249,50 @@ async def test_while_calls_are_live_one_actor_is_kept_idle_for_a_resume() -> Non
     second = world.factory.running(call_id)
     assert second.prepared and not second.retired  # a warm one took the call at once
     second.finish(call_id)
+    assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
+@pytest.mark.parametrize("lost", [0, 1])
+async def test_with_calls_on_two_nodes_the_reserve_is_on_two_nodes_and_survives_either(
+        lost: int) -> None:
+    # a scheduler that packs would put both reserve actors on node-0: losing node-0 would
+    # then leave its call no warm actor (a cold start: seconds of silence, 25 s in a test)
+    world = ResumeWorld(warm_target=2)
+    d = await ready(world)  # the two warm actors went round: node-0, node-1
+    world.factory.pack = True
+    ids = await world.start(2)
+    await settle()
+    in_calls = [world.factory.running(c) for c in ids]
+    assert sorted(a.node_id for a in in_calls) == ["node-0", "node-1"]
+    spares = [a for a in world.factory.alive if a not in in_calls]
+    assert d.status().warm_ready == 2 and sorted(a.node_id for a in spares) == [
+        "node-0", "node-1"]
+    gone = in_calls[lost].node_id
+    for actor in spares:
+        if actor.node_id == gone:
+            actor.lose_node()
+    in_calls[lost].die()
+    await settle()
+    carried = world.factory.running(ids[lost])
+    assert carried in spares and carried.node_id != gone  # warm, off the lost node
+    (event,) = world.log.events
+    assert event.gap_s < 0.5
+    for call_id in ids:
+        world.factory.running(call_id).finish(call_id)
+        assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+
+
+async def test_with_calls_on_one_node_one_reserve_is_kept_off_it() -> None:
+    world = ResumeWorld(warm_target=1)
+    world.factory.nodes = ("node-0", "node-1")
+    world.factory.pack = True
+    d = await ready(world)
+    assert world.factory.preferred_off == [frozenset()]  # no call: placed by the policy
+    (call_id,) = await world.start()
+    await settle()
+    assert world.factory.running(call_id).node_id == "node-0"
+    (spare,) = [a for a in world.factory.alive if a is not world.factory.running(call_id)]
+    assert d.status().warm_ready == 1 and spare.node_id == "node-1"
+    assert world.factory.preferred_off[-1] == {"node-0"}
+    world.factory.running(call_id).finish(call_id)
     assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED

@@ -51,6 +51,24 @@ def _dog(silence_s: float = 60.0, max_s: float = 600.0) -> tuple[CallWatchdog, F
 
 
 # --- the policy --------------------------------------------------------------------------
+def test_quiet_s_counts_from_the_last_sound_either_way() -> None:
+    # what a drain's hand-over waits on: the caller's breath of speech before the VAD calls it
+    # speech, or the agent's audio still playing out, is not a quiet line
+    dog, clock = _dog()
+    clock.now += 2.0
+    assert dog.quiet_s() == 2.0
+    dog.caller_audio(_noise(-30))
+    clock.now += 0.25
+    assert dog.quiet_s() == 0.25
+    dog.caller_audio(bytes(FRAME * 2))  # digital silence is quiet
+    dog.agent_playing(True)
+    clock.now += 5.0
+    assert dog.quiet_s() == 0.0
+    dog.agent_playing(False)
+    clock.now += 0.5
+    assert dog.quiet_s() == 0.5
+
+
 def test_a_silent_line_is_a_zombie_after_the_timeout() -> None:
     dog, clock = _dog(silence_s=60)
     clock.now += 59.9

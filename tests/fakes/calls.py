@@ -149,6 +149,7 @@ class FakeCallActor:
         self.runner = _Runner(self)
         self.prepared = False
         self.offers: list[str] = []
+        self.stood_by: list[str] = []  # calls whose line this actor joined ahead (a drain)
         self.slow_info: asyncio.Event | None = None
         self.slow_reset: asyncio.Event | None = None
         self.dead = False
@@ -225,6 +226,11 @@ class FakeCallActor:
         assert isinstance(report, ResumeReport)
         return report
 
+    async def stand_by(self, ticket: CallTicket) -> bool:
+        await self._alive()
+        self.stood_by.append(ticket.call_id)
+        return ticket.spec.webrtc_offer is None
+
     async def hand_over(self, call_id: str) -> bool:
         await self._alive()
         return self.host.hand_over(call_id)
@@ -281,13 +287,19 @@ class FakeFactory:
         self.actor_options = dict(actor_options)
         self.created: list[FakeCallActor] = []
         self.nodes = ("node-0", "node-1")  # new actors go round these
+        self.preferred_off: list[frozenset[str]] = []  # each create's ``prefer_off``
+        self.pack = False  # True: each new actor on the first node it may go to
         self._ids = itertools.count(1)
 
     def create(self, ticket: CallTicket | None = None, *,
-               avoid_nodes: frozenset[str] = frozenset()) -> FakeCallActor:
+               avoid_nodes: frozenset[str] = frozenset(),
+               prefer_off: frozenset[str] = frozenset()) -> FakeCallActor:
         count = len(self.nodes)
-        nodes = [n for n in (self.nodes[(len(self.created) + i) % count] for i in range(count))
-                 if n not in avoid_nodes] or ["node-2"]
+        order = (list(self.nodes) if self.pack  # the first node that may take it
+                 else [self.nodes[(len(self.created) + i) % count] for i in range(count)])
+        nodes = ([n for n in order if n not in avoid_nodes | prefer_off]
+                 or [n for n in order if n not in avoid_nodes] or ["node-2"])
+        self.preferred_off.append(prefer_off)
         actor = FakeCallActor(f"callactor-{next(self._ids)}", nodes[0],
                               self.records, self.telemetry,
                               **self.actor_options)  # type: ignore[arg-type]

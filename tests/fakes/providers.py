@@ -230,6 +230,7 @@ class ToolCallReply:
     name: str
     arguments: str
     call_id: str = "call_1"
+    say: str = ""  # words spoken before the call ("Let me check."), as models often do
 
 
 @dataclass
@@ -285,6 +286,9 @@ class _ScriptedStream(llm.LLMStream):
         rid = utils.shortuuid("fake_")
         if isinstance(self._reply, ToolCallReply):
             r = self._reply
+            if r.say:
+                self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(
+                    role="assistant", content=r.say)))
             self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(
                 role="assistant", tool_calls=[llm.FunctionToolCall(
                     name=r.name, arguments=r.arguments, call_id=r.call_id)])))

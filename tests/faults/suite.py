@@ -214,8 +214,8 @@ def _named(name: str, namespace: str = NAMESPACE) -> Any:
 def _busy_call_actor() -> Any:
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] == NAMESPACE and entry["name"].startswith(CALL_ACTOR_PREFIX):
-            handle = _named(entry["name"])
-            try:
+            try:  # listed, then retired (an idle spare) before the lookup: not this one
+                handle = _named(entry["name"])
                 if ray.get(handle.info.remote(), timeout=2).phase.value == "busy":
                     return handle
             except Exception:

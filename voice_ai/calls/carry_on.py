@@ -9,8 +9,10 @@ carried on, and the checkpoint it resumes from, are the ``Resumption``'s
 (``voice_ai.calls.resume``); this module only orchestrates.
 
 Draining a node (``drain_node``): its idle actors retire, and each of its calls that may be
-carried on first gets an actor ready off the draining nodes, then is asked to hand over, so the
-caller's gap is a warm actor rejoining, never a cold start.
+carried on first gets an actor ready off the draining nodes, which joins the caller's line
+ahead (``stand_by``: make before break), then is asked to hand over, so the caller's gap is a
+warm actor taking over a line it already hears, never a cold start, and nothing the caller says
+meanwhile is lost.
 """
 
 from __future__ import annotations
@@ -178,6 +180,8 @@ class CallCarrier:
                 spare.actor.retire()
                 raise ResumeFailed(f"{type(e).__name__}: {e}") from None
             self._hand(call, to=spare, ticket=ticket, lost=cause is ResumeCause.ACTOR_LOST)
+            if cause is ResumeCause.ACTOR_LOST and old.node_id:
+                self._spawn(self._sweep(old.node_id))
             self._kick_refill()
             if report.listening_at is not None:
                 await res.resumed(ResumeEvent(
@@ -196,6 +200,22 @@ class CallCarrier:
                                                        "node": spare.node_id[:12]})
             return False
         return True
+
+    async def _sweep(self, node_id: str) -> None:
+        """After a loss on ``node_id``: its idle actors are asked (briefly) whether they are
+        alive, and the silent ones retired, so no new call is begun on an actor of a lost
+        node (Ray fails it only once the node is declared dead, seconds later)."""
+        suspects = self._pool.remove_on(node_id)
+        probe_s = self._resumption.policy.same_node_probe_s if self._resumption else 2.0
+        alive = await asyncio.gather(*(self._answers(s, probe_s) for s in suspects))
+        for spare, ok in zip(suspects, alive, strict=True):
+            if ok:
+                self._pool.add(spare)
+            else:
+                spare.actor.retire()
+                self._counts.lost += 1
+        if not all(alive):
+            self._kick_refill()
 
     async def _cold_spare(self, left_s: float, limit: str) -> Spare:
         """No warm actor: start one now (seconds) for a call being resumed."""
@@ -267,6 +287,7 @@ class CallCarrier:
                 self._draining_calls.discard(call_id)
                 return
             self._drain_spares[call_id] = spare
+            await self._stand_by(spare, call)
             asked = await within(call.spare.actor.hand_over(call_id),
                                  self._policy.reply_timeout_s,
                                  f"hand over on {call.spare.actor.name}")
@@ -279,6 +300,21 @@ class CallCarrier:
             self._draining_calls.discard(call_id)
             logger.error("drain: call not moved", extra={
                 "call_id": call_id, "error": f"{type(e).__name__}: {e}"})
+
+    async def _stand_by(self, spare: Spare, call: LiveCall) -> None:
+        """Make before break: ``spare`` joins the caller's line before the call hands over,
+        so what the caller says in the hand-over gap reaches it. Where it cannot (a LiveKit
+        room, or it does not answer in time) the hand-over goes on break-before-make."""
+        try:
+            standing = await within(spare.actor.stand_by(call.ticket),
+                                    self._policy.reply_timeout_s,
+                                    f"stand by on {spare.actor.name}")
+        except Exception as e:
+            standing = False
+            logger.warning("drain: the next call actor did not join the line ahead", extra={
+                "call_id": call.ticket.call_id, "error": f"{type(e).__name__}: {e}"})
+        if standing and self._resumption is not None:
+            self._resumption.stood_by_total += 1
 
     async def drain_status(self, node_id: str) -> DrainReport:
         on_node = await self._calls_on(node_id)

@@ -11,10 +11,11 @@ The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) ow
   deadline. The call actor stores its own record and logs ``CALL_END``; the dispatcher only
   does so itself when the actor is lost (process or node died, cancelled, stuck past the
   deadline), with the reason;
-- **recovery** after a restart (``recover``): call actors do not belong to the dispatcher
-  (they are detached and named), so a new dispatcher adopts them: idle ones back into the
-  pool, running calls back into admission and supervision, ended ones recycled. Admissions
-  noted in the store with no record and no live actor are recorded as lost;
+- **recovery** after a restart (``recover``, ``voice_ai.calls.recovery``): call actors do not
+  belong to the dispatcher (they are detached and named), so a new dispatcher adopts them:
+  idle ones back into the pool, running calls back into admission and supervision, ended ones
+  recycled. Admissions noted in the store with no record and no live actor are recorded as
+  lost;
 - **resume** (with a ``Resumption``, ``voice_ai.calls.resume``): a call whose actor is lost,
   or hands it over because its node drains, is carried on by another call actor from its
   last checkpoint: same call id, same admission slot, one record (``CallCarrier``,
@@ -31,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_ai.calls.busy import BusyLine, RejectedCall
@@ -40,7 +41,6 @@ from voice_ai.calls.deadline import DeadlineExceeded, within
 from voice_ai.calls.dispatch_policy import DispatchPolicy
 from voice_ai.calls.ports import (
     ActorInfo,
-    ActorPhase,
     AdmissionJournal,
     BusyPlayer,
     CallActorFactory,
@@ -51,21 +51,21 @@ from voice_ai.calls.ports import (
     TelemetrySink,
     direction_of,
 )
+from voice_ai.calls.recovery import LOST_ERROR, RecoveryReport, recover
 from voice_ai.calls.refill import PoolRefill
 from voice_ai.calls.resume import ResumeFailed, ResumeStatus, Resumption
-from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool
+from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool, resume_reserve
 from voice_ai.pipeline.admission import AdmissionControl, Decision
 from voice_ai.pipeline.checkpoint import SavedCheckpoint
 from voice_ai.pipeline.specs import CallSpec
 from voice_ai.records import CallOutcome, CallRecord, EndReason
-from voice_ai.store.call_store import PROVISIONAL_PREFIX
 from voice_ai.webrtc.signalling import OfferDecision, OfferResult
 
 __all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "DrainReport", "RecoveryReport",
            "StartResult"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
-LOST_ERROR = "call actor lost (node or process died)"
+_BEGIN_ATTEMPTS = 3  # warm actors tried for a call when the first is found dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +73,6 @@ class StartResult:
     decision: Decision
     call_id: str
     warm: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    adopted_idle: int = 0
-    adopted_busy: int = 0
-    adopted_ended: int = 0
-    unreachable: int = 0
-    lost_admissions: int = 0
-    ready_after_s: float = 0.0  # from the start of recovery until admissions went on
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +133,7 @@ class CallDispatch:
                                     wall_clock=wall_clock)
         self._refill = PoolRefill(self._pool, factory, policy, self._counts,
                                   busy=lambda: bool(self._calls), reserve=self._reserve,
+                                  call_nodes=self._call_nodes,
                                   draining=self._carrier.draining, wall_clock=wall_clock,
                                   sleep=sleep)
 
@@ -283,13 +274,18 @@ class CallDispatch:
         self._kick_refill()
 
     def _reserve(self) -> int:
-        """While calls are live and may be resumed, one idle call actor is kept for a resume:
-        a cold one takes seconds to start, a warm one rejoins at once."""
+        """While calls are live and may be resumed, idle call actors are kept for resumes
+        (``resume_reserve``): a cold one takes seconds to start, a warm one rejoins at once."""
         return self._resume_reserve() if self._calls else 0
 
     def _resume_reserve(self) -> int:
         res = self._resumption
-        return 1 if res is not None and res.policy.enabled else 0
+        if res is None or not res.policy.enabled:
+            return 0
+        return resume_reserve(self._call_nodes())
+
+    def _call_nodes(self) -> set[str]:
+        return {c.spare.node_id for c in self._calls.values()}
 
     def _draining(self) -> frozenset[str]:
         return self._carrier.draining()
@@ -323,13 +319,47 @@ class CallDispatch:
             self.policy.journal_timeout_s, "admission journal"))
         try:
             if ticket.spec.warm or call.offer is not None:  # else created with its ticket
-                await self._hand_over(call, actor)
+                await self._begin_on_live_actor(call, actor)
         finally:
             try:
                 await journal
             except Exception as e:  # recovery is weaker without it; the call goes on
                 logger.warning("admission not journaled", extra={
                     "call_id": ticket.call_id, "error": f"{type(e).__name__}: {e}"})
+
+    async def _begin_on_live_actor(self, call: LiveCall, actor: CallActorPort) -> None:
+        """Begin the call on its warm actor. One that died while idle (its node lost and not
+        yet noticed: its spare stayed in the pool) fails at once, before the call began: the
+        call then goes to another warm actor off that node, or to one started now (which
+        begins it by itself). A browser call's offer was answered by the dead one: it fails."""
+        for _ in range(_BEGIN_ATTEMPTS):
+            try:
+                await self._hand_over(call, actor)
+                return
+            except CallActorLost:
+                if call.offer is not None or call.ticket.call_id in self._cancelled:
+                    raise
+                dead = call.spare
+                logger.warning("warm call actor gone before the call began; another takes it",
+                               extra={"call_id": call.ticket.call_id, "actor": actor.name,
+                                      "node": dead.node_id[:12]})
+                actor.retire()
+                self._counts.lost += 1
+                if call.reusable:
+                    self._pool.call_finished(dead, reusable=True, completed=False)
+                spare = self._pool.take(avoid=self._draining() | {dead.node_id})
+                if spare is None:  # cold: created with its ticket, it begins the call itself
+                    call.ticket = CallTicket(replace(call.ticket.spec, warm=False),
+                                             call.ticket.key)
+                    spare = Spare(self._factory.create(call.ticket, avoid_nodes=self._draining(),
+                                                       prefer_off=frozenset({dead.node_id})), "")
+                    self._counts.started += 1
+                call.spare, actor = spare, spare.actor
+                call.reusable = self._pool.call_started(spare)
+                self._kick_refill()
+                if not call.ticket.spec.warm:
+                    return
+        raise CallActorLost(f"no live call actor took the call in {_BEGIN_ATTEMPTS} tries")
 
     async def _hand_over(self, call: LiveCall, actor: CallActorPort) -> None:
         ticket = call.ticket
@@ -394,50 +424,13 @@ class CallDispatch:
 
     # --- after a restart -------------------------------------------------------------------
     async def recover(self) -> RecoveryReport:
-        """Adopt the call actors that outlived the previous dispatcher; record lost calls.
-
-        Admissions wait until every actor that answers within ``reply_timeout_s`` is adopted
-        (so admission counts its calls). One that is slower (still starting, or busy) is
-        adopted when it answers, within ``prepare_timeout_s``; only a dead one is stopped.
-        Admissions journaled with no record and no live actor are recorded last."""
-        counts: dict[str, int] = {}
-        slow: list[CallActorPort] = []
-        started = self._wall()
-        try:
-            t = self.policy.reply_timeout_s
-            actors = await within(self._factory.existing(), self.policy.prepare_timeout_s,
-                                  "call actor listing")
-            infos = await asyncio.gather(
-                *(within(a.info(), t, f"info of {a.name}") for a in actors),
-                return_exceptions=True)
-            for actor, info in zip(actors, infos, strict=True):
-                if isinstance(info, ActorInfo):
-                    kind = self._adopt(actor, info)
-                elif isinstance(info, DeadlineExceeded):
-                    slow.append(actor)
-                    continue
-                else:  # gone (or broken): stop what is left of it
-                    actor.retire()
-                    kind = "unreachable"
-                counts[kind] = counts.get(kind, 0) + 1
-        except Exception as e:  # no listing: admissions go on; nothing adopted now
-            logger.error("dispatcher recovery failed", extra={"error": f"{type(e).__name__}: {e}"})
-        finally:
-            ready_at = self._wall()
-            self._ready.set()
-        for kind in await asyncio.gather(*(self._adopt_late(a) for a in slow)):
-            counts[kind] = counts.get(kind, 0) + 1
-        ready_after_s = round(ready_at - started, 3)
-        report = RecoveryReport(counts.get("idle", 0), counts.get("busy", 0),
-                                counts.get("ended", 0), counts.get("unreachable", 0),
-                                await self._record_lost_admissions(), ready_after_s)
-        self._recovery = report
-        found = (report.adopted_idle, report.adopted_busy, report.adopted_ended,
-                 report.unreachable, report.lost_admissions)
-        logger.log(logging.WARNING if any(found) else logging.INFO, "dispatcher recovered",
-                   extra=asdict(report))
+        """Adopt the call actors that outlived the previous dispatcher and record the lost
+        admissions (``voice_ai.calls.recovery``); admissions go on once it says ``ready``."""
+        self._recovery = await recover(self._factory, self._journal, self.policy,
+                                       _Adoption(self), ready=self._ready,
+                                       wall_clock=self._wall)
         self._kick_refill()
-        return report
+        return self._recovery
 
     def mark_ready(self) -> None:
         """A first start: nothing to recover."""
@@ -447,34 +440,12 @@ class CallDispatch:
         """Until recovery lets admissions go on."""
         await self._ready.wait()
 
-    async def _adopt_late(self, actor: CallActorPort) -> str:
-        try:
-            info = await within(actor.info(), self.policy.prepare_timeout_s,
-                                f"info of {actor.name}")
-        except Exception:
-            actor.retire()
-            return "unreachable"
-        return self._adopt(actor, info)
+    def _adopt_idle(self, actor: CallActorPort, info: ActorInfo) -> None:
+        self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
 
-    def _adopt(self, actor: CallActorPort, info: ActorInfo) -> str:
-        if info.phase is ActorPhase.IDLE:
-            self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
-            return "idle"
-        if info.phase is ActorPhase.BUSY and info.ticket is not None:
-            if info.ticket.call_id not in self._calls:
-                self._adopt_busy(actor, info, info.ticket)
-            return "busy"
-        if info.end is not None:
-            spare = Spare(actor, info.node_id, info.calls_served)
-            reusable = spare.calls < self._pool.max_calls
-            self._pool.returning += reusable
-            self._spawn(self._recycle(spare, reusable=reusable,
-                                      completed=_served_well(info.end.record)))
-            return "ended"
-        actor.retire()
-        return "unreachable"
-
-    def _adopt_busy(self, actor: CallActorPort, info: ActorInfo, ticket: CallTicket) -> None:
+    def _adopt_busy(self, actor: CallActorPort, info: ActorInfo) -> None:
+        ticket = info.ticket
+        assert ticket is not None
         spare = Spare(actor, info.node_id, info.calls_served)
         reusable = spare.calls < self._pool.max_calls
         self._pool.returning += reusable
@@ -485,25 +456,17 @@ class CallDispatch:
         self._calls[ticket.call_id] = call
         self._spawn(self._supervise(call, begin=False))
 
-    async def _record_lost_admissions(self) -> int:
-        since = self._wall() - self.policy.recovery_lookback_s
-        try:
-            open_tickets = await within(self._journal.unfinished(since),
-                                        self.policy.journal_timeout_s, "admission journal")
-        except Exception as e:
-            logger.warning("admission journal not read at recovery", extra={
-                "error": f"{type(e).__name__}: {e}"})
-            return 0
-        lost = [t for t in open_tickets if t.call_id not in self._calls]
-        for call in lost:
-            record = CallRecord(
-                call_id=call.call_id, direction=call.direction, started_at=call.admitted_at,
-                ended_at=self._wall(), end_reason=EndReason.NODE_LOST,
-                caller_masked=call.caller_masked, warm_start=call.warm,
-                error=f"{PROVISIONAL_PREFIX}{LOST_ERROR} while the dispatcher was restarting")
-            await self._records.store(record)
-            await self._report_end(record)
-        return len(lost)
+    def _adopt_ended(self, actor: CallActorPort, info: ActorInfo) -> None:
+        assert info.end is not None
+        spare = Spare(actor, info.node_id, info.calls_served)
+        reusable = spare.calls < self._pool.max_calls
+        self._pool.returning += reusable
+        self._spawn(self._recycle(spare, reusable=reusable,
+                                  completed=_served_well(info.end.record)))
+
+    async def _record_lost(self, record: CallRecord) -> None:
+        await self._records.store(record)
+        await self._report_end(record)
 
     # --- views -----------------------------------------------------------------------------
     def status(self) -> DispatchStatus:
@@ -549,3 +512,25 @@ class CallDispatch:
 def _served_well(record: CallRecord) -> bool:
     """A call that ended normally leaves its actor fit for the next one."""
     return record.outcome in (CallOutcome.COMPLETED, CallOutcome.TRANSFERRED)
+
+
+class _Adoption:
+    """``Adoption`` (``voice_ai.calls.recovery``) over a dispatcher's pool and live calls."""
+
+    def __init__(self, dispatch: CallDispatch) -> None:
+        self._d = dispatch
+
+    def adopt_idle(self, actor: CallActorPort, info: ActorInfo) -> None:
+        self._d._adopt_idle(actor, info)
+
+    def adopt_busy(self, actor: CallActorPort, info: ActorInfo) -> None:
+        self._d._adopt_busy(actor, info)
+
+    def adopt_ended(self, actor: CallActorPort, info: ActorInfo) -> None:
+        self._d._adopt_ended(actor, info)
+
+    def is_live(self, call_id: str) -> bool:
+        return call_id in self._d._calls
+
+    async def record_lost(self, record: CallRecord) -> None:
+        await self._d._record_lost(record)

@@ -160,6 +160,13 @@ class CallActorPort(Protocol):
         when the checkpoint cannot be read or the caller cannot be reached."""
         ...
 
+    async def stand_by(self, ticket: CallTicket) -> bool:
+        """Join the caller's line ahead of a hand-over (a drain): from the moment the call's
+        current actor leaves, what the caller says reaches this one, to be heard once it
+        ``resume``s the call. False where the caller's transport cannot (a LiveKit room, a
+        browser): the resume then rejoins it."""
+        ...
+
     async def hand_over(self, call_id: str) -> bool:
         """Stop the running call ``call_id`` at its next turn boundary without hanging up
         (``wait_end`` then says ``HANDED_OVER``). False if that call is not running here."""
@@ -180,8 +187,10 @@ class CallActorPort(Protocol):
 
 class CallActorFactory(Protocol):
     def create(self, ticket: CallTicket | None = None, *,
-               avoid_nodes: frozenset[str] = frozenset()) -> CallActorPort:
-        """Start a new call actor (not prepared yet), on none of ``avoid_nodes`` (draining).
+               avoid_nodes: frozenset[str] = frozenset(),
+               prefer_off: frozenset[str] = frozenset()) -> CallActorPort:
+        """Start a new call actor (not prepared yet), on none of ``avoid_nodes`` (draining),
+        and off ``prefer_off`` where another node can take it (a reserve spread over nodes).
         With ``ticket`` (a cold start) it begins that call by itself as soon as it is ready:
         nothing is lost if the dispatcher dies while the actor starts."""
         ...

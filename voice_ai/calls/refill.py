@@ -10,6 +10,8 @@ starts them:
   ``refill_backoff_max_s``) and after ``refill_attempts`` such rounds in a row the refill
   stops until the next kick;
 - an actor that comes up on a node that began to drain meanwhile is retired;
+- while calls run, the resume reserve goes preferably off the calls' node, or, with calls on
+  several nodes, onto two nodes (``spread_from``), so losing one node leaves a warm actor;
 - with ``spare_max_idle_s`` set, spares idle longer are retired and replaced (rotation), so
   idle spares never keep a node up that a burst brought up.
 """
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from voice_ai.calls.deadline import within
 from voice_ai.calls.dispatch_policy import DispatchPolicy
 from voice_ai.calls.ports import CallActorFactory
-from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool
+from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool, spread_from
 
 __all__ = ["PoolRefill"]
 
@@ -32,11 +34,13 @@ logger = logging.getLogger("voice_ai.dispatcher")
 
 class PoolRefill:
     """Starts call actors for ``pool`` in the background. ``busy``: calls are in progress;
-    ``reserve``: idle actors to keep for resumes now; ``draining``: nodes that take no new
+    ``reserve``: idle actors to keep for resumes now; ``call_nodes``: where the live calls
+    run (the reserve goes elsewhere where it can); ``draining``: nodes that take no new
     call actor."""
 
     def __init__(self, pool: WarmPool, factory: CallActorFactory, policy: DispatchPolicy,
                  counts: ActorCounts, *, busy: Callable[[], bool], reserve: Callable[[], int],
+                 call_nodes: Callable[[], set[str]],
                  draining: Callable[[], frozenset[str]], wall_clock: Callable[[], float],
                  sleep: Callable[[float], Awaitable[None]]) -> None:
         self._pool = pool
@@ -45,6 +49,7 @@ class PoolRefill:
         self._counts = counts
         self._busy = busy
         self._reserve = reserve
+        self._call_nodes = call_nodes
         self._draining = draining
         self._wall = wall_clock
         self._sleep = sleep
@@ -101,7 +106,8 @@ class PoolRefill:
 
     async def _start_spare(self) -> bool:
         self._pool.starting += 1
-        actor = self._factory.create(avoid_nodes=self._draining())
+        prefer_off = spread_from(self._pool.spares(), self._call_nodes(), busy=self._busy())
+        actor = self._factory.create(avoid_nodes=self._draining(), prefer_off=prefer_off)
         self._counts.started += 1
         try:
             info = await within(actor.prepare(), self._policy.prepare_timeout_s,

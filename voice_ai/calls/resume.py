@@ -118,6 +118,7 @@ class ResumeStatus:
     resumed_total: int
     resume_failed_total: int
     handed_over_total: int
+    stood_by_total: int  # hand-overs whose next call actor joined the line first
     last_gap_s: float | None
     checkpoints_held: int
     draining_nodes: tuple[str, ...]
@@ -138,6 +139,7 @@ class Resumption:
         self.resumed_total = 0
         self.failed_total = 0
         self.handed_over_total = 0
+        self.stood_by_total = 0
         self.last_gap_s: float | None = None
 
     # --- checkpoints ----------------------------------------------------------------------
@@ -226,6 +228,7 @@ class Resumption:
         return ResumeStatus(
             enabled=self.policy.enabled, deadline_s=self.policy.deadline_s,
             resumed_total=self.resumed_total, resume_failed_total=self.failed_total,
-            handed_over_total=self.handed_over_total, last_gap_s=self.last_gap_s,
+            handed_over_total=self.handed_over_total, stood_by_total=self.stood_by_total,
+            last_gap_s=self.last_gap_s,
             checkpoints_held=len(self._checkpoints),
             draining_nodes=tuple(sorted(self._draining)))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from voice_ai.calls.ports import CallActorPort
 
-__all__ = ["ActorCounts", "Spare", "WarmPool"]
+__all__ = ["ActorCounts", "Spare", "WarmPool", "resume_reserve", "spread_from"]
 
 
 @dataclass
@@ -47,6 +47,28 @@ class ActorCounts:
     reused: int = 0
     lost: int = 0
     prepare_failures: int = 0
+
+
+def resume_reserve(call_nodes: set[str]) -> int:
+    """Idle call actors to keep for resumes while calls run on ``call_nodes`` (unknown
+    nodes, ``""``, do not count): one while the calls share a node, kept off it by the refill
+    (``spread_from``); two once they run on several, which the refill puts on two nodes, so
+    losing any one node leaves a warm actor for a call it held. (With one reserve sitting on
+    the lost node, a call in a test waited 25 s for a cold start.)"""
+    return 2 if len(call_nodes - {""}) > 1 else 1
+
+
+def spread_from(spares: list[Spare], call_nodes: set[str], *, busy: bool) -> frozenset[str]:
+    """Nodes a new idle actor should preferably stay off while calls run: those holding idle
+    actors already (the reserve spreads), and the calls' node while they share one. None
+    when no call runs: the pool goes where the placement policy puts it."""
+    if not busy:
+        return frozenset()
+    off = {s.node_id for s in spares}
+    known = call_nodes - {""}
+    if len(known) == 1:
+        off |= known
+    return frozenset(off - {""})
 
 
 class WarmPool:

@@ -125,11 +125,19 @@ class _LineAudioOutput(PhoneAudioOutput):
 
 
 class LineTransport(CallTransport):
-    """The call's end of a line to a simulated caller (see the module docstring)."""
+    """The call's end of a line to a simulated caller (see the module docstring).
 
-    def __init__(self, address: LineAddress, *, ready_timeout_s: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    ``standby``: the leg connects (``prepare``) while another call actor's leg still carries
+    the call, and carries it from the moment that leg leaves (a drain's make-before-break,
+    ``voice_ai.pipeline.line_exchange``); until this call listens, what the caller says waits
+    in its input (up to 10 s)."""
+
+    def __init__(self, address: LineAddress, *, standby: bool = False,
+                 ready_timeout_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.address = address
+        self.standby = standby
+        self.dropped = False  # the caller host closed this leg before the call ended (a leg
+        # that stood by and was replaced by a later one, or the host went away)
         self._ready_timeout_s = ready_timeout_s
         self._clock = clock
         self._leg: Leg | None = None
@@ -167,7 +175,10 @@ class LineTransport(CallTransport):
         except (OSError, TimeoutError) as e:
             raise LineError(f"no caller host at {a.host}:{a.port}: {type(e).__name__}") from e
         leg = Leg(reader, writer)
-        leg.send(pack_json(MessageKind.HELLO, {"call_id": a.call_id, "token": a.token}))
+        hello: dict[str, Any] = {"call_id": a.call_id, "token": a.token}
+        if self.standby:
+            hello["standby"] = True
+        leg.send(pack_json(MessageKind.HELLO, hello))
         try:
             welcome = await asyncio.wait_for(read_message(reader), self._ready_timeout_s)
         except TimeoutError:
@@ -194,6 +205,7 @@ class LineTransport(CallTransport):
         while (message := await read_message(leg.reader)) is not None:
             self._handle(*message)
         self._input.put(None)
+        self.dropped = self._ended is not None and not self._ended.done()
         self._end(EndReason.ERROR, "the line to the simulated caller dropped")
 
     def _handle(self, kind: MessageKind, payload: bytes) -> None:

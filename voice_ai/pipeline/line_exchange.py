@@ -9,6 +9,13 @@ Dialling is idempotent per call id, and a new leg replaces the old one: a call a
 dies leaves its caller on the line (hearing silence, as a phone caller would), and a new call
 actor that connects to the same ``LineAddress`` carries the call on.
 
+A planned hand-over (a drain) is make-before-break: the next call actor connects a leg that
+*stands by* (``HELLO`` with ``"standby": true``) while the old leg still carries the call. It
+hears nothing yet; the moment the old leg leaves, it becomes the line's leg and the caller's
+frames go to it, so what the caller says while the next actor restores the call waits in its
+socket instead of being lost in the gap (as agents joining a LiveKit room before the old one
+leaves would hear it).
+
 Each caller is an ordinary ``SimulatedCaller``: it keeps its own timing marks (when it stopped
 speaking, when it first heard the agent), its recording and its record of transfers and DTMF,
 and sends its marks to the call as they change, so the call's turns carry the caller's truth.
@@ -39,7 +46,7 @@ from voice_ai.pipeline.line_wire import (
     unpack_audio,
 )
 from voice_ai.pipeline.recorder import ConversationRecorder
-from voice_ai.pipeline.simulated import CallerVoice, SimulatedCaller
+from voice_ai.pipeline.simulated import CallerVoice, PhoneAudioOutput, SimulatedCaller
 from voice_ai.records import EndReason
 
 __all__ = ["CallerLineInfo", "LineExchange", "LineStatus"]
@@ -51,9 +58,11 @@ log = logging.getLogger("voice_ai.line")
 class LineStatus:
     lines: int  # callers on the exchange (live or just ended)
     live: int  # callers whose call has not ended
-    legs: int  # call legs connected now
+    legs: int  # call legs carrying a call now
+    standing_by: int  # legs connected ahead of a hand-over
     dialled_total: int
     reconnects_total: int  # a leg that replaced an earlier one (a resumed call)
+    replies_cut_total: int  # agent replies whose leg left before their end (a died actor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +72,10 @@ class CallerLineInfo:
     call_id: str
     live: bool  # the caller has not hung up
     leg_connected: bool
+    standing_by: bool  # a leg waits to take the call over (a drain's next call actor)
     legs_total: int  # legs that have connected to this line (2+: the call was taken over)
     lines_spoken: int
+    replies_cut: int  # agent replies whose leg left before their end
 
 
 class _CallerLine:
@@ -75,7 +86,9 @@ class _CallerLine:
         self.caller = caller
         self.token = token
         self.leg: Leg | None = None
-        self.legs = 0  # legs greeted so far
+        self.standby: Leg | None = None  # takes over the moment ``leg`` leaves
+        self.legs = 0  # legs that have carried the call so far
+        self.replies_cut = 0
         self.ready: asyncio.Task[None] = asyncio.create_task(caller.prepare())
         self.started = False
         self.ending: dict[str, Any] | None = None  # the ENDED body, once the call is over
@@ -124,6 +137,7 @@ class LineExchange:
         self._lines: dict[str, _CallerLine] = {}
         self._dialled = 0
         self._reconnects = 0
+        self._replies_cut = 0
 
     async def start(self) -> LineExchange:
         if self._server is None:
@@ -154,15 +168,19 @@ class LineExchange:
         lines = list(self._lines.values())
         return LineStatus(lines=len(lines), live=sum(1 for ln in lines if ln.ending is None),
                           legs=sum(1 for ln in lines if ln.leg is not None),
-                          dialled_total=self._dialled, reconnects_total=self._reconnects)
+                          standing_by=sum(1 for ln in lines if ln.standby is not None),
+                          dialled_total=self._dialled, reconnects_total=self._reconnects,
+                          replies_cut_total=self._replies_cut)
 
     def line_info(self, call_id: str) -> CallerLineInfo | None:
         line = self._lines.get(call_id)
         if line is None:
             return None
         return CallerLineInfo(call_id, live=line.ending is None,
-                              leg_connected=line.leg is not None, legs_total=line.legs,
-                              lines_spoken=len(line.caller.speech_marks()))
+                              leg_connected=line.leg is not None,
+                              standing_by=line.standby is not None, legs_total=line.legs,
+                              lines_spoken=len(line.caller.speech_marks()),
+                              replies_cut=line.replies_cut)
 
     def caller(self, call_id: str) -> SimulatedCaller:
         """The caller of ``call_id`` (tests read what it heard and did)."""
@@ -195,6 +213,7 @@ class LineExchange:
         try:
             body = json.loads(hello[1])
             call_id, token = str(body["call_id"]), str(body["token"])
+            standby = bool(body.get("standby", False))
         except (ValueError, KeyError, TypeError):
             return None
         line = self._lines.get(call_id)
@@ -211,14 +230,54 @@ class LineExchange:
         leg.send(pack_json(MessageKind.WELCOME, {"direction": line.order.direction.value,
                                        "caller_masked": line.order.caller_masked,
                                        "marks": line.marks()}))
+        if standby and line.leg is not None:  # make-before-break: it waits for the old leg
+            earlier, line.standby = line.standby, leg
+            log.info("caller line: a leg stands by", extra={"call_id": call_id})
+            if earlier is not None:
+                await earlier.close()
+            return line
         old, line.leg = line.leg, leg
-        line.legs += 1
-        if line.legs > 1:  # a new call actor took over the call (the old one died or left)
-            self._reconnects += 1
-            log.info("caller line reconnected", extra={"call_id": call_id})
+        self._carried_by_new_leg(line)
         if old is not None:
             await old.close()
         return line
+
+    def _carried_by_new_leg(self, line: _CallerLine) -> None:
+        line.legs += 1
+        if line.legs > 1:  # a new call actor took over the call (the old one died or left)
+            self._reconnects += 1
+            log.info("caller line reconnected", extra={"call_id": line.order.call_id})
+
+    def _left(self, line: _CallerLine, leg: Leg) -> None:
+        """``leg`` closed. The line's leg: the leg standing by carries the call from this
+        moment (its marks first), else the caller waits on the line (the orphan clock)."""
+        if line.standby is leg:
+            line.standby = None
+            return
+        if line.leg is not leg:  # replaced already
+            return
+        self._end_cut_reply(line)
+        line.leg, line.standby = line.standby, None
+        if line.leg is None:
+            self._watch_orphan(line)
+            return
+        self._carried_by_new_leg(line)
+        marks = line.marks_message(force=True)
+        if marks is not None:
+            line.leg.send(marks)
+
+    def _end_cut_reply(self, line: _CallerLine) -> None:
+        """The leg that carried the agent's voice is gone mid-reply (no flush came): what
+        arrived plays out and the reply ends there, as on a phone, where the caller hears the
+        voice stop and speaks. Counted and logged: a hand-over at a turn boundary never cuts a
+        reply; an actor that died mid-reply does."""
+        output = line.caller.audio_output
+        if line.ending is None and isinstance(output, PhoneAudioOutput) and output.open_segment:
+            line.replies_cut += 1
+            self._replies_cut += 1
+            log.warning("caller line: the agent's reply was cut by its leg leaving",
+                        extra={"call_id": line.order.call_id})
+            output.flush()
 
     async def _serve(self, line: _CallerLine, leg: Leg) -> None:
         caller = line.caller
@@ -238,9 +297,7 @@ class LineExchange:
                 line.spawn(self._await_end(line), "line-end")
             elif kind is MessageKind.ACTION:
                 await self._act(line, json.loads(payload))
-        if line.leg is leg:  # dropped, not replaced: the caller waits on the line
-            line.leg = None
-            self._watch_orphan(line)
+        self._left(line, leg)
 
     async def _act(self, line: _CallerLine, action: dict[str, Any]) -> None:
         caller = line.caller
@@ -285,12 +342,12 @@ class LineExchange:
         line.ending = {"reason": reason.value, "unanswered": list(caller.unanswered),
                        "recording_path": path, "transfers": list(caller.transfers),
                        "dtmf": list(caller.dtmf_sent)}
-        leg = line.leg
-        if leg is not None:
-            marks = line.marks_message(force=True)
-            if marks is not None:
-                leg.send(marks)
-            leg.send(pack_json(MessageKind.ENDED, line.ending))
+        for leg in (line.leg, line.standby):
+            if leg is not None:
+                marks = line.marks_message(force=True)
+                if marks is not None:
+                    leg.send(marks)
+                leg.send(pack_json(MessageKind.ENDED, line.ending))
         await asyncio.sleep(self._keep_ended_s)
         await self._drop(line)
 
@@ -319,5 +376,6 @@ class LineExchange:
             if task is not current and not task.done():
                 task.cancel()
         await asyncio.gather(*(t for t in tasks if t is not current), return_exceptions=True)
-        if line.leg is not None:
-            await line.leg.close()
+        for leg in (line.leg, line.standby):
+            if leg is not None:
+                await leg.close()

@@ -167,6 +167,20 @@ class CallRuntime:
             return build_transport(spec, self.settings, line=await self._lines.dial(order))
         return build_transport(spec, self.settings, caller_voice=self._caller_voice)
 
+    async def stand_by(self, spec: CallSpec) -> CallTransport | None:
+        """A leg to the caller of ``spec``, connected now while another call actor still
+        carries the call, carrying it from the moment that actor leaves (a drain's
+        make-before-break): pass it to ``run_call`` when the call is resumed here. ``None``
+        where the caller is not on a line (a LiveKit room, a browser): the call is then
+        rejoined when it resumes, and what the caller says in between is not heard."""
+        order = caller_order(spec, self.settings)
+        if order is None or self._lines is None:
+            return None
+        transport = build_transport(spec, self.settings, line=await self._lines.dial(order),
+                                    standby=True)
+        await transport.prepare()
+        return transport
+
     @staticmethod
     def resume_plan(spec: CallSpec) -> ResumePlan | None:
         """How ``spec`` carries on a call another actor began (``spec.resume``), its checkpoint
@@ -192,6 +206,9 @@ class CallRuntime:
         session = CallSession(self.settings, self._providers, call_id=spec.call_id,
                               node_id=self.node_id, on_turn=on_turn, on_listening=on_listening,
                               agent_factory=self.agent_factory)
+        if isinstance(transport, LineTransport) and transport.dropped:
+            await transport.aclose()  # a leg that stood by and was let go since: a new leg
+            transport = None
         transport = transport or await self.transport_for(spec)
         record = await session.run(transport, admitted_at=spec.admitted_at, warm=spec.warm,
                                    resume=resume, on_checkpoint=on_checkpoint,

@@ -37,6 +37,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from voice_ai.config import Settings
 from voice_ai.pipeline.checkpoint import CallHandedOver, SavedCheckpoint, bridging_line
+from voice_ai.pipeline.handover import OpenTurn, turn_boundary
 from voice_ai.pipeline.line import LineTransport
 from voice_ai.pipeline.restore import Checkpointer, ResumePlan, chat_context
 from voice_ai.pipeline.simulated import SimulatedCaller
@@ -49,7 +50,6 @@ __all__ = ["AgentContext", "AgentFactory", "CallProviders", "CallSession", "Rece
 
 logger = logging.getLogger(__name__)
 NO_RETRY = APIConnectOptions(max_retry=0)  # the stages' breakers and fallbacks decide
-HANDOVER_QUIET_S = 0.6  # a handover may also happen after this long with nobody speaking
 _CLOSING: set[asyncio.Task[None]] = set()  # sessions closing behind a handover
 
 TurnDetection = Literal["stt", "vad"]
@@ -111,18 +111,23 @@ class _TurnBuilder:
     turns: list[TurnTimings] = field(default_factory=list)
     _user: list[ChatMessage] = field(default_factory=list)
     _served: dict[str, Served] = field(default_factory=dict)
+    _heard_by: Served | None = None  # the STT that served this turn's caller words
 
     def on_served(self, served: Served) -> None:
         self._served[served.stage] = served
 
     def add(self, item: ChatMessage) -> None:
         if item.role == "user":
+            # the STT's "served" comes with the final transcript, before livekit commits the
+            # user message; taken now, so the caller's next line, transcribed before this
+            # turn's reply has finished playing (a loaded machine), is not cleared with it
+            self._heard_by = self._served.pop("stt", None) or self._heard_by
             self._user.append(item)
         elif item.role == "assistant" and self._user:
             self._close(item)
 
     def _provider(self, stage: str) -> str:
-        served = self._served.get(stage)
+        served = self._heard_by if stage == "stt" else self._served.get(stage)
         return served.provider if served is not None else ""
 
     def _close(self, reply: ChatMessage) -> None:
@@ -147,13 +152,16 @@ class _TurnBuilder:
             stt_provider=self._provider("stt"),
             llm_provider=self._provider("llm"),
             tts_provider=self._provider("tts"),
-            fallback_used=any(s.fallback for s in self._served.values()),
+            fallback_used=any(s is not None and s.fallback for s in (
+                self._heard_by, self._served.get("llm"), self._served.get("tts"))),
             interrupted=bool(reply.interrupted),
             user_text=" ".join((m.text_content or "") for m in self._user).strip(),
             agent_text=(reply.text_content or "").strip(),
         )
         self._user.clear()
-        self._served.clear()
+        self._heard_by = None
+        self._served.pop("llm", None)
+        self._served.pop("tts", None)
         self.turns.append(turn)
         if self.on_turn is not None:
             self.on_turn(turn)
@@ -233,20 +241,22 @@ class CallSession:
 
         builder = _TurnBuilder(self.settings, transport.speech_marks, on_turn,
                                turns=list(resume.turns) if resume is not None else [])
-        boundary = asyncio.Event()  # a turn boundary after a handover was asked for
         session = self._agent_session()
         served_by = (self.providers.stt, self.providers.llm, self.providers.tts)
         for provider in served_by:
             provider.on(SERVED, builder.on_served)
 
+        open_turn = OpenTurn()
+
         def on_item(ev: Any) -> None:
             if isinstance(ev.item, ChatMessage):
                 builder.add(ev.item)
-                if (handover is not None and handover.is_set() and ev.item.role == "assistant"
-                        and session.user_state != "speaking"):
-                    boundary.set()
+                if ev.item.role == "user":
+                    open_turn.taken()
 
         session.on("conversation_item_added", on_item)
+        session.on("user_state_changed", open_turn.on_user_state)
+        session.on("agent_state_changed", open_turn.on_agent_state)
         try:
             prep_started = time.time()
             await transport.prepare()
@@ -270,7 +280,7 @@ class CallSession:
                 setup_s = resume.checkpoint.setup_s  # the call's, not this actor's
             # the transport's watchdog ends an over-long call (MAX_CALL_DURATION_S) with its
             # own reason; this bound only guards against a transport that never ends
-            ended = await self._wait_end(transport, session, handover, boundary)
+            ended = await self._wait_end(transport, session, handover, open_turn)
             if ended is None:  # a turn boundary after a handover was asked for
                 save_checkpoint()
                 handed_over, end_reason = True, EndReason.CALLER_HANGUP
@@ -315,26 +325,19 @@ class CallSession:
 
     async def _wait_end(self, transport: CallTransport, session: AgentSession[Any],
                         handover: asyncio.Event | None,
-                        boundary: asyncio.Event) -> EndReason | None:
-        """The transport's end reason, or None at a turn boundary once ``handover`` is set:
-        right after an agent reply (``on_item`` sets ``boundary``), or after
-        ``HANDOVER_QUIET_S`` with nobody speaking or thinking."""
+                        open_turn: OpenTurn) -> EndReason | None:
+        """The transport's end reason, or None at a turn boundary once ``handover`` is set
+        (``voice_ai.pipeline.handover.turn_boundary``)."""
         limit = self.settings.max_call_duration_s + 60.0
         if handover is None:
             return await asyncio.wait_for(transport.wait_ended(), timeout=limit)
 
-        async def quiet() -> None:
+        async def boundary() -> None:
             await handover.wait()
-            since = time.monotonic()
-            while not boundary.is_set():
-                if session.user_state == "speaking" or session.agent_state != "listening":
-                    since = time.monotonic()
-                elif time.monotonic() - since >= HANDOVER_QUIET_S:
-                    boundary.set()
-                await asyncio.sleep(0.1)
+            await turn_boundary(session, transport, open_turn)
 
         ended = asyncio.ensure_future(transport.wait_ended())
-        waits = [ended, asyncio.ensure_future(boundary.wait()), asyncio.ensure_future(quiet())]
+        waits = [ended, asyncio.ensure_future(boundary())]
         try:
             done, _ = await asyncio.wait(waits, timeout=limit,
                                          return_when=asyncio.FIRST_COMPLETED)

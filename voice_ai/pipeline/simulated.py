@@ -119,6 +119,11 @@ class PhoneAudioOutput(AudioOutput):
     def speaking(self) -> bool:
         return self._segment_start is not None
 
+    @property
+    def open_segment(self) -> bool:
+        """Agent audio has arrived and the segment is not flushed yet (more may come)."""
+        return self._segment_start is not None and self._finish_task is None
+
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
         now = self._clock()

@@ -35,14 +35,15 @@ def is_simulated_room(settings: Settings) -> bool:
 
 def build_transport(
     spec: CallSpec, settings: Settings, *, caller_voice: CallerVoice | tts.TTS[Any] | None = None,
-    line: LineAddress | None = None,
+    line: LineAddress | None = None, standby: bool = False,
 ) -> CallTransport:
     """A simulated caller on a ``line`` (its caller host dialled it: ``caller_order``) is
     reached over that line; without one it runs here and speaks with ``caller_voice`` (Piper,
     whatever the agent's TTS is, so that STT hears real speech); a room spec joins LiveKit; an
-    offer spec is a browser call (answer it with ``answer_offer`` instead). Every transport
+    offer spec is a browser call (answer it with ``answer_offer`` instead). ``standby``: the
+    line's leg waits for the call's current leg to leave (``LineTransport``). Every transport
     gets a watchdog (CALL_SILENCE_TIMEOUT_S, MAX_CALL_DURATION_S)."""
-    transport = (LineTransport(line) if line is not None
+    transport = (LineTransport(line, standby=standby) if line is not None
                  else _transport_for(spec, settings, caller_voice))
     transport.watchdog = CallWatchdog(WatchdogLimits.from_settings(settings))
     return transport

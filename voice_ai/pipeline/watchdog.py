@@ -104,6 +104,13 @@ class CallWatchdog:
             self._last_sound_at = self._clock()
         self._agent_playing = playing
 
+    def quiet_s(self) -> float:
+        """Seconds since the line last carried sound either way (caller sound, or the agent
+        playing); 0 while the agent plays."""
+        if self._agent_playing:
+            return 0.0
+        return max(0.0, self._clock() - self._last_sound_at)
+
     # --- the decision --------------------------------------------------------------------------
     def verdict(self) -> EndReason | None:
         """The reason to end the call now, or ``None`` while it is alive."""
