@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixed_day import AGENT_TODAY
+
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -68,6 +70,7 @@ def system_settings(tmp_path_factory: pytest.TempPathFactory):
         # the internal face (/metrics, /health/detailed): http://127.0.0.1:<internal_http_port>
         internal_http_port=free_port(),
         webrtc_ice_timeout_s=2.0,  # an abandoned /talk offer frees its slot quickly
+        agent_today=AGENT_TODAY,
     )
 
 

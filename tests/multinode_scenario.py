@@ -58,6 +58,7 @@ from actors.system import ensure_system  # noqa: E402
 from actors.worker_setup import RUNTIME_ENV  # noqa: E402
 from deployments.app import VoiceGateway  # noqa: E402
 from deployments.internal_face import internal_url  # noqa: E402
+from tests.fixed_day import AGENT_TODAY  # noqa: E402
 from tests.scenario_process import main, run_module  # noqa: E402
 from voice_ai.config import Settings  # noqa: E402
 from voice_ai.pipeline.admission import Decision  # noqa: E402
@@ -154,6 +155,7 @@ def _settings(root: Path, port: int) -> Settings:
         # actors started cold on the remaining nodes: 10 s (the default) was too little for a
         # cold start with three nodes on two loaded cores (seen in a fresh-clone run)
         resume_deadline_s=30.0,
+        agent_today=AGENT_TODAY,  # the caller's "Tuesday" is tomorrow whatever the date
     )
 
 
