@@ -5,6 +5,8 @@ command itself, is in ``tests/test_multinode.py``."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from typer.testing import CliRunner
 
@@ -55,6 +57,31 @@ async def test_a_call_hands_over_only_once_an_actor_off_the_node_is_ready_for_it
     (event,) = world.log.events
     assert event.cause is ResumeCause.DRAIN and event.from_node == first.node_id
     assert all(a.retired for a in world.factory.created if a.node_id == first.node_id)
+
+
+async def test_a_drain_waits_for_a_cold_start_slower_than_the_prepare_timeout() -> None:
+    # under a busy loop a cold start took over a minute (the prepare timeout is 60 s) and the
+    # drain gave up: the call then stayed on the node for good
+    world = ResumeWorld(warm_target=1, prepare_timeout_s=0.02)
+    d = await ready(world)
+    world.factory.actor_options["prepare"] = "hang"
+    (call_id,) = await world.start()
+    first = world.factory.running(call_id)
+    assert d.checkpoint(checkpoint(call_id, 1))
+    await d.drain_node(first.node_id)
+    await asyncio.sleep(0.15)  # several prepare timeouts go by
+    assert world.factory.running(call_id) is first and not first.host.handover.is_set()
+    waiting = [a for a in world.factory.alive if a.prepare_mode == "hang" and not a.prepared]
+    assert waiting  # the drain's actor is still starting, not retired
+    for actor in waiting:
+        actor.release_prepare()
+    await settle()
+    second = world.factory.running(call_id)
+    assert second is not first and second.node_id != first.node_id
+    second.finish(call_id)
+    assert (await d.wait_call(call_id)).outcome is CallOutcome.COMPLETED
+    (event,) = world.log.events
+    assert event.cause is ResumeCause.DRAIN
 
 
 async def test_a_call_that_ends_before_its_hand_over_leaves_the_ready_actor_a_spare() -> None:

@@ -272,14 +272,13 @@ class CallCarrier:
 
     async def _drain_call(self, call: LiveCall) -> None:
         """Ready a call actor off the draining nodes for ``call``, then ask the call to hand
-        over at its next turn boundary (``_resume`` gives it that actor). If none gets ready
-        within ``prepare_timeout_s`` the call stays where it is (a later drain tries again)."""
+        over at its next turn boundary (``_resume`` gives it that actor). The call goes on
+        where it is until that actor is ready, however long its cold start takes."""
         call_id = call.ticket.call_id
         try:
             spare = self._pool.take(avoid=self.draining())
             if spare is None:
-                spare = await self._cold_spare(self._policy.prepare_timeout_s,
-                                               "CALL_ACTOR_PREPARE_TIMEOUT_S")
+                spare = await self._drain_spare(call)
             else:
                 self._kick_refill()
             if self._calls.get(call_id) is not call:  # it ended meanwhile: a spare again
@@ -300,6 +299,34 @@ class CallCarrier:
             self._draining_calls.discard(call_id)
             logger.error("drain: call not moved", extra={
                 "call_id": call_id, "error": f"{type(e).__name__}: {e}"})
+
+    async def _drain_spare(self, call: LiveCall) -> Spare:
+        """A call actor started now for a call being drained. A drain has no deadline but the
+        call's end, so a cold start slower than ``prepare_timeout_s`` is waited for while the
+        call goes on where it is: on a loaded node one took over a minute, and a drain that
+        gave up then left the call on the node for good. Once the call has ended the actor has
+        up to ``prepare_timeout_s`` more to be ready (it becomes a spare); an actor that fails
+        to start is retired and the call stays."""
+        actor = self._factory.create(avoid_nodes=self.draining())
+        self._counts.started += 1
+        prepare = asyncio.ensure_future(actor.prepare())
+        try:
+            while True:
+                done, _ = await asyncio.wait({prepare}, timeout=self._policy.prepare_timeout_s)
+                if done:
+                    info = prepare.result()
+                    return Spare(actor, info.node_id, info.calls_served)
+                if self._calls.get(call.ticket.call_id) is not call:
+                    raise ResumeFailed(
+                        f"the call ended and a new call actor was not ready within "
+                        f"CALL_ACTOR_PREPARE_TIMEOUT_S ({self._policy.prepare_timeout_s:g} s)")
+                logger.warning("drain: the next call actor is still starting; the call stays "
+                               "on its node until it is ready", extra={
+                                   "call_id": call.ticket.call_id, "actor": actor.name})
+        except BaseException:
+            prepare.cancel()
+            actor.retire()
+            raise
 
     async def _stand_by(self, spare: Spare, call: LiveCall) -> None:
         """Make before break: ``spare`` joins the caller's line before the call hands over,
