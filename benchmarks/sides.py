@@ -46,6 +46,27 @@ def is_ours(cmdline: str) -> bool:
 RunOne = Callable[[str, Scenario], Awaitable[dict[str, Any] | None]]
 
 
+def calls_served_by_pid(namespace: str) -> dict[int, int]:
+    """pid -> calls begun, of each call actor alive now (as it answers ``info``). A call actor
+    that served a call in a phase is one whose count grew; one that exited meanwhile is
+    counted by the sampler."""
+    import ray
+
+    from actors.names import CALL_ACTOR_PREFIX
+
+    handles = [ray.get_actor(e["name"], namespace=namespace)
+               for e in ray.util.list_named_actors(all_namespaces=True)
+               if e["namespace"] == namespace and e["name"].startswith(CALL_ACTOR_PREFIX)]
+    served: dict[int, int] = {}
+    for handle in handles:
+        try:
+            info: Any = ray.get(handle.info.remote(), timeout=10)  # an ActorInfo
+        except Exception:  # retired or dying meanwhile: the sampler sees its exit
+            continue
+        served[info.pid] = info.calls_served
+    return served
+
+
 @dataclass(frozen=True)
 class Phase:
     """``calls`` concurrent callers, each making ``per_slot`` calls back to back; their
@@ -106,9 +127,13 @@ class OursSide:
                 return None
             return result.to_dict() | {"scenario_turns": len(scenario.turns)}
 
+        namespace = self._system.settings.ray_namespace
+        served_before = calls_served_by_pid(namespace)
         sampler = ProcessSampler(CALL_MARKER, kind_marker=CALL_ACTOR_MARKER,
                                  include=is_ours).start()
         records, attempted, expected = asyncio.run(drive(one, phase, progress))
+        sampler.mark_in_call(pid for pid, n in calls_served_by_pid(namespace).items()
+                             if n > served_before.get(pid, 0))
         sampler.settle(calls=len(records))
         usage = sampler.stop()
         return side_summary(records, attempted, expected, usage, usage.call_process_uss_peaks)
