@@ -443,12 +443,18 @@ class CallDispatch:
     def _adopt_idle(self, actor: CallActorPort, info: ActorInfo) -> None:
         self._pool.add(Spare(actor, info.node_id, info.calls_served, self._wall()))
 
-    def _adopt_busy(self, actor: CallActorPort, info: ActorInfo) -> None:
-        ticket = info.ticket
-        assert ticket is not None
+    def _returning(self, actor: CallActorPort, info: ActorInfo) -> tuple[Spare, bool]:
+        """An adopted actor with a call (running or ended): whether it comes back to the pool
+        after it, counted as returning."""
         spare = Spare(actor, info.node_id, info.calls_served)
         reusable = spare.calls < self._pool.max_calls
         self._pool.returning += reusable
+        return spare, reusable
+
+    def _adopt_busy(self, actor: CallActorPort, info: ActorInfo) -> None:
+        ticket = info.ticket
+        assert ticket is not None
+        spare, reusable = self._returning(actor, info)
         if info.checkpoint is not None and self._resumption is not None:
             self._resumption.note(info.checkpoint)  # the new dispatcher holds it again
         self._admission.adopt(ticket.key, ticket.call_id)
@@ -458,9 +464,7 @@ class CallDispatch:
 
     def _adopt_ended(self, actor: CallActorPort, info: ActorInfo) -> None:
         assert info.end is not None
-        spare = Spare(actor, info.node_id, info.calls_served)
-        reusable = spare.calls < self._pool.max_calls
-        self._pool.returning += reusable
+        spare, reusable = self._returning(actor, info)
         self._spawn(self._recycle(spare, reusable=reusable,
                                   completed=_served_well(info.end.record)))
 
