@@ -23,8 +23,11 @@ from voice_ai.pipeline.recorder import ConversationRecorder
 from voice_ai.pipeline.scenario import Scenario
 from voice_ai.pipeline.transport import CallerSpeechMark, CallTransport
 from voice_ai.records import CallDirection, EndReason
+from voice_ai.simulators.transcript import WINDOW_S, voiced_windows
 
-__all__ = ["CALLER_SAMPLE_RATE", "CallerVoice", "PhoneAudioOutput", "SimulatedCaller"]
+__all__ = [
+    "CALLER_SAMPLE_RATE", "CallerVoice", "PhoneAudioOutput", "SimulatedCaller", "quiet_tail_s",
+]
 
 CALLER_SAMPLE_RATE = 16_000
 FRAME_S = 0.02
@@ -44,6 +47,16 @@ class CallerVoice(Protocol):
         ...
 
 
+def quiet_tail_s(pcm16: bytes) -> float:
+    """Seconds of a line's audio after its last speech window (the Deepgram simulator's
+    measure of speech, ``SPEECH_RMS``); 0 when none of it is speech."""
+    voiced = voiced_windows(pcm16, CALLER_SAMPLE_RATE)
+    if True not in voiced:
+        return 0.0
+    last = len(voiced) - 1 - voiced[::-1].index(True)
+    return max(0.0, len(pcm16) / 2 / CALLER_SAMPLE_RATE - (last + 1) * WINDOW_S)
+
+
 class _CallerAudioInput(AudioInput):
     """Silence, or the current utterance, one 20 ms frame per 20 ms of wall-clock time."""
 
@@ -56,9 +69,13 @@ class _CallerAudioInput(AudioInput):
         self._next_at: float | None = None
         self._closed = False
         self.utterance_ended_at: float | None = None
+        """When the caller stopped speaking: the end of the line's last speech window, not of
+        its audio (Piper ends a line with ~0.2 s of near silence, which is not speech)."""
+        self._quiet_tail_s = 0.0
 
     def say(self, frames: list[bytes]) -> None:
         self.utterance_ended_at = None
+        self._quiet_tail_s = quiet_tail_s(b"".join(frames))
         self._speech.extend(frames)
 
     @property
@@ -87,7 +104,7 @@ class _CallerAudioInput(AudioInput):
         if self._speech:
             data = self._speech.popleft()
             if not self._speech:
-                self.utterance_ended_at = at + FRAME_S
+                self.utterance_ended_at = at + FRAME_S - self._quiet_tail_s
         else:
             data = self._silence
         if self._recorder is not None:
