@@ -7,7 +7,8 @@ providers, a scripted caller at real-time pace (a few seconds per call).
 - an agent's function tools run in the call while the model answers through the LLM pool;
 - the streaming cloud path (Deepgram-like live STT, turn detection "stt"): which provider
   served each stage is recorded on the turn, and a Deepgram stream that drops mid-call
-  finishes that turn on whisper, in the same call.
+  finishes that turn on whisper, in the same call; a pause inside a caller's line is not the
+  end of the turn, and the reply started at it is never heard.
 """
 
 from __future__ import annotations
@@ -178,3 +179,39 @@ async def test_agent_tools_run_in_the_call_through_the_llm_pool() -> None:
     second = agent_llm.requests[1].items
     assert [i.type for i in second][-2:] == ["function_call", "function_call_output"]
     assert record.turns[-1].agent_text == "On Friday we are open from nine to five."
+
+
+async def test_a_pause_inside_a_line_does_not_end_the_turn_and_the_reply_starts_early() -> None:
+    """Turn detection "stt": the provider's endpointing (0.3 s) sends a final at a 0.35 s
+    pause inside the caller's line. That final starts a preemptive reply, but the turn is held
+    for the VAD's silence (0.4 s at "balanced"), so the caller going on cancels it: one turn,
+    answered once, and nothing of the early reply is heard."""
+    settings = cloud_settings()
+    live = LiveSTT(["okay", "i would like tuesday"], endpoint_s=0.3)
+    agent_llm = ScriptedLLM([PREEMPTED, "Tuesday it is."], name="openai", first_token_s=0.05)
+    voice = ToneTTS(name="cartesia",
+                    loudness=lambda text: PREEMPTED_AMP if "PREEMPTED" in text else 6000)
+    connect = pools(stt_deepgram=live, stt_whisper=ScriptedSTT(["whisper"]),
+                    llm_openai=agent_llm, llm_local=ScriptedLLM(["local"], name="local"),
+                    tts_cartesia=voice, tts_piper=ToneTTS(name="piper", rate=22_050))
+    board = BoardService(BreakerBoard(BreakerConfig(min_requests=5)), QuotaBoard({}),
+                         throttle_wait_s=0.1)
+    runtime = CallRuntime(settings, connect, board, vad_loader=lambda s: EnergyVAD())
+    script = (frames(bytes(int(0.6 * 16_000) * 2))  # the greeting plays
+              + frames(tone(0.5) + bytes(int(0.35 * 16_000) * 2))  # "Okay," and a pause
+              + utterance(speech_s=0.6, silence_s=1.4))
+    caller = ScriptedCaller(script, hang_up_after_s=0.6)
+    record = await runtime.run_call(spec(), transport=caller)
+
+    assert record.outcome is CallOutcome.COMPLETED, record.error
+    assert [t.user_text for t in record.turns] == ["okay i would like tuesday"]
+    assert [t.agent_text for t in record.turns] == ["Tuesday it is."]
+    assert not record.turns[0].interrupted
+    # the first final did start a reply before the turn ended (the test can fail) ...
+    asked = [r.items[-1] for r in agent_llm.requests]
+    assert [getattr(m, "text_content", None) for m in asked] == [
+        "okay", "okay i would like tuesday"]
+    # ... and not one frame of it reached the caller
+    peaks = [peak(f) for _, f in caller.agent_frames]
+    assert max(peaks) > 5000
+    assert not any(PREEMPTED_AMP - 100 <= p <= PREEMPTED_AMP + 100 for p in peaks)

@@ -25,7 +25,7 @@ from voice_ai.resilience.gate import BoardService, BoundedBoard, Outcome
 from voice_ai.resilience.llm_stage import StageLLM
 from voice_ai.resilience.quota import QuotaBoard
 from voice_ai.resilience.served import Served
-from voice_ai.resilience.stt_stage import StageSTT, SttPolicy
+from voice_ai.resilience.stt_stage import ENDPOINT_WAIT_S, StageSTT, SttPolicy, _StreamLeg
 from voice_ai.resilience.tts_stage import StageTTS
 
 pytestmark = pytest.mark.unit
@@ -203,6 +203,49 @@ async def test_stt_stream_that_hangs_is_a_timeout_and_the_turn_is_answered() -> 
     assert await call.turn(utterance(speech_s=0.0, silence_s=0.6)) == "heard by whisper"
     await call.close()
     assert "TimeoutError" in (b.breakers.snapshot("deepgram").last_error or "")
+
+
+def _kinds(events: list[stt.SpeechEvent]) -> list[str]:
+    keep = {stt.SpeechEventType.FINAL_TRANSCRIPT, stt.SpeechEventType.END_OF_SPEECH}
+    return [ev.type.name for ev in events if ev.type in keep]
+
+
+async def test_stt_end_of_speech_comes_before_the_final_it_arrived_with() -> None:
+    """livekit's "stt" turn detection starts the preemptive reply on a final only once the
+    end of speech is known: Deepgram's plugin sends them the other way round."""
+    stage = stt_stage(LiveSTT(["one", "two"]), ScriptedSTT(), board(Clock(), min_requests=5))
+    call = SttCall(stage)
+    assert await call.turn(utterance()) == "one"
+    assert await call.turn(utterance()) == "two"
+    await call.close()
+    assert _kinds(call.events) == ["END_OF_SPEECH", "FINAL_TRANSCRIPT"] * 2
+
+
+class _TimedEvents:
+    """A provider stream that sends ``(delay_s, event)`` in order, then ends."""
+
+    def __init__(self, script: list[tuple[float, stt.SpeechEvent]]) -> None:
+        self.script = script
+
+    async def __aiter__(self) -> Any:
+        for delay_s, ev in self.script:
+            await asyncio.sleep(delay_s)
+            yield ev
+
+
+async def test_a_final_that_no_end_of_speech_follows_is_not_held_back() -> None:
+    final = stt.SpeechEvent(stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[
+        stt.SpeechData(language="en", text="so", confidence=1.0)])
+    end = stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH)
+    leg = _StreamLeg(_TimedEvents([(0.0, final), (0.3, end), (0.0, final)]))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    start, seen = loop.time(), []
+    async for ev in leg.events():
+        seen.append((ev.type.name, loop.time() - start))
+    # the first final waited ENDPOINT_WAIT_S for an end of speech, not the 0.3 s until it came;
+    # the last final, with nothing after it, still arrived
+    assert [kind for kind, _ in seen] == ["FINAL_TRANSCRIPT", "END_OF_SPEECH", "FINAL_TRANSCRIPT"]
+    assert ENDPOINT_WAIT_S <= seen[0][1] < 0.2
 
 
 async def test_stt_refused_at_open_and_over_quota_calls_use_whisper() -> None:

@@ -191,8 +191,14 @@ class CallSession:
 
     def _agent_session(self) -> AgentSession[Any]:
         s = self.settings
-        _vad_silence_s, min_delay_s = s.endpointing
+        vad_silence_s, min_delay_s = s.endpointing
         p = self.providers
+        if p.turn_detection == "stt":
+            # The STT's endpointing (DEEPGRAM_ENDPOINTING_MS) sends its final sooner than the
+            # VAD's silence: that final starts the reply (preemptive generation), but the turn
+            # is committed only once the caller has been quiet as long as the VAD asks. A
+            # pause at a comma (Piper's: 0.30-0.37 s) is not the end of a turn.
+            min_delay_s = max(min_delay_s, vad_silence_s)
         return AgentSession(
             vad=p.vad, stt=p.stt, llm=p.llm, tts=p.tts,
             turn_handling={

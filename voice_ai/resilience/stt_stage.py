@@ -56,6 +56,8 @@ __all__ = ["SttPolicy", "StageSTT"]
 
 logger = logging.getLogger("voice_ai.fallback")
 NO_RETRY = APIConnectOptions(max_retry=0)
+ENDPOINT_WAIT_S = 0.05
+"""How long a final waits for the end of speech that may follow it (``_StreamLeg.events``)."""
 _END = object()
 
 
@@ -98,11 +100,44 @@ class _StreamLeg:
             self._stream.end_input()
 
     async def events(self) -> AsyncIterator[stt.SpeechEvent]:
-        async for ev in self._stream:
-            yield ev
+        """The stream's events, with one change of order: a final that ends the caller's
+        speech (Deepgram's ``speech_final``: the plugin emits FINAL_TRANSCRIPT, then
+        END_OF_SPEECH, from one message) comes after its END_OF_SPEECH. In "stt" turn
+        detection livekit starts the preemptive reply on a final only once the end of speech
+        is known; in the provider's order every reply waited for the turn's commit. A final
+        that no end of speech follows within ``ENDPOINT_WAIT_S`` goes on alone."""
+        it = aiter(self._stream)
+        pending: asyncio.Future[stt.SpeechEvent | None] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(_next_event(it))
+                ev = await pending
+                pending = None
+                if ev is None:
+                    return
+                if ev.type is stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    pending = asyncio.ensure_future(_next_event(it))
+                    await asyncio.wait({pending}, timeout=ENDPOINT_WAIT_S)
+                    after = pending.result() if pending.done() and not pending.exception() else None
+                    if after is not None and after.type is stt.SpeechEventType.END_OF_SPEECH:
+                        pending = None
+                        yield after
+                yield ev
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+async def _next_event(it: AsyncIterator[stt.SpeechEvent]) -> stt.SpeechEvent | None:
+    """The next event, or None at the end (a task cannot end in StopAsyncIteration)."""
+    try:
+        return await anext(it)
+    except StopAsyncIteration:
+        return None
 
 
 class StageSTT(stt.STT[ServedEvent]):
