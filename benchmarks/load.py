@@ -143,9 +143,16 @@ class Run:
                                   "load_avg_before": round(os.getloadavg()[0], 2)}
         for side in sides:
             recognised = self.sims.lines_recognised()
+            late_marks = self.sims.lateness_marks()
             with self.console.status(f"{phase.label}: {side.name}"):
                 result[side.name] = side.run(phase)
             result[side.name]["lines_recognised"] = self.sims.lines_recognised() - recognised
+            late = self.sims.lateness_since(late_marks)
+            result[side.name]["simulator_late_ms"] = late
+            self.console.print(f"{phase.label} [{profile}] {side.name}: simulators late p50/p95/"
+                               "max ms: " + ", ".join(
+                                   f"{n} {v.get('p50', '-')}/{v.get('p95', '-')}/"
+                                   f"{v.get('max', '-')}" for n, v in late.items()))
             self.console.print(f"{phase.label} [{profile}] {side.name}: e2e p50/p95 "
                                f"{result[side.name]['e2e_ms'].get('p50')}/"
                                f"{result[side.name]['e2e_ms'].get('p95')} ms, unanswered "

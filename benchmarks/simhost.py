@@ -14,6 +14,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
+from benchmarks.stats import summary
 from voice_ai.audio import resample_pcm
 from voice_ai.simulators import ProviderSimulators, named_profile
 
@@ -83,6 +84,20 @@ class SimHost:
 
     def base_urls(self) -> dict[str, str]:
         return self.sims.base_urls()
+
+    def lateness_marks(self) -> dict[str, int]:
+        """Where each simulator's lateness record stands now (``lateness_since``)."""
+        return {name: len(server.lateness_s) for name, server in self.sims.servers.items()}
+
+    def lateness_since(self, marks: Mapping[str, int]) -> dict[str, dict[str, float | int]]:
+        """Per simulator, ms by which its modelled delays (first token, first audio, final)
+        were late since ``marks``: the driver's loop, which hosts them, was busy. Both sides
+        meet the same model of time only while these stay near zero."""
+        out = {}
+        for name, server in self.sims.servers.items():
+            late = [v * 1000 for v in server.lateness_s[marks.get(name, 0):]]
+            out[name] = {k: round(v, 1) for k, v in summary(late).items()}
+        return out
 
     def request_counts(self) -> dict[str, dict[str, int]]:
         return self.sims.request_counts()

@@ -448,3 +448,16 @@ def test_standalone_command_serves_on_the_port_base() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_a_simulator_records_how_late_its_modelled_delays_left() -> None:
+    """The benchmark's yardstick: a busy event loop (the driver hosts the simulators) makes
+    the modelled delays late, and the simulator says by how much."""
+    sim = ProviderSimulators("zero").openai
+    await sim.pace(0.01)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.005, time.sleep, 0.06)  # something else holds the loop for 60 ms
+    await sim.pace(0.01)
+    assert len(sim.lateness_s) == 2
+    assert 0.0 <= sim.lateness_s[0] < 0.03
+    assert sim.lateness_s[1] >= 0.05

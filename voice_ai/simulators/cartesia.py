@@ -111,7 +111,7 @@ class CartesiaSimulator(SimulatorServer):
         text = str(body.get("transcript", ""))
         self._heard(text)
         chunks = self._chunks(text, sample_rate)
-        await asyncio.sleep(self.first_delay_s())
+        await self.pace(self.first_delay_s())
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         for i, chunk in enumerate(chunks):
@@ -192,10 +192,13 @@ class _Socket:
             packet = await context.packets.get()
             chunks = sim._chunks(packet.text, packet.sample_rate) if packet.text.strip() else []
             for i, chunk in enumerate(chunks):
-                wait = (packet.ready_at - time.monotonic() if i == 0
-                        else sim.latency.chunk_delay_s())
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if i == 0 and sent == 0:  # the context's first audio: the modelled delay
+                    await sim.pace_until(packet.ready_at)
+                else:
+                    wait = (packet.ready_at - time.monotonic() if i == 0
+                            else sim.latency.chunk_delay_s())
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if sim.drops_mid_stream() and sent > 0:
                     self.dropped = True
                     sim.drop(self.request)

@@ -299,8 +299,7 @@ class _LiveSession:
         speech_final = self.endpointing_s is not None and not from_finalize
         due = self.speech_end_wall + self._pause_delay()
         self._later(self._result(text, onset, end, is_final=True, speech_final=speech_final,
-                                 from_finalize=from_finalize),
-                    max(0.0, due - time.monotonic()))
+                                 from_finalize=from_finalize), 0.0, at=due)
         self.segment_onset_audio, self.pause_delay_s = None, None
         if self.utterance_end_s is not None and self.interim_results:
             self.ue_timer = asyncio.get_running_loop().call_at(
@@ -329,13 +328,19 @@ class _LiveSession:
         }
 
     # --- sending ------------------------------------------------------------------------
-    def _later(self, message: dict[str, Any], delay_s: float) -> None:
-        task = asyncio.create_task(self._send_after(message, delay_s))
+    def _later(self, message: dict[str, Any], delay_s: float, *,
+               at: float | None = None) -> None:
+        """Send ``message`` after ``delay_s``, or at ``time.monotonic()`` ``at`` (a final:
+        its lateness against the model is recorded, ``SimulatorServer.pace_until``)."""
+        task = asyncio.create_task(self._send_after(message, delay_s, at))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _send_after(self, message: dict[str, Any], delay_s: float) -> None:
-        if delay_s > 0:
+    async def _send_after(self, message: dict[str, Any], delay_s: float,
+                          at: float | None) -> None:
+        if at is not None:
+            await self.sim.pace_until(at)
+        elif delay_s > 0:
             await asyncio.sleep(delay_s)
         await self._send(message)
 

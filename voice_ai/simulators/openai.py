@@ -168,7 +168,7 @@ class OpenAISimulator(SimulatorServer):
         chunk_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         deltas = list(_deltas(reply))
 
-        await asyncio.sleep(self.first_delay_s())
+        await self.pace(self.first_delay_s())
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i, delta in enumerate(deltas):

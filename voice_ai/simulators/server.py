@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from abc import ABC, abstractmethod
 
 from aiohttp import web
@@ -45,6 +46,9 @@ class SimulatorServer(ABC):
         """Of those, how many were answered with a fault (error status, hang, drop)."""
         self.peers: set[tuple[str, int]] = set()
         """Client (address, port) pairs seen: one per TCP connection the clients opened."""
+        self.lateness_s: list[float] = []
+        """How much later than its model of time each paced answer left (``pace``): the
+        simulator's event loop was busy. Benchmarks read it to know their yardstick held."""
         self._fault = Fault.NONE
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -131,6 +135,17 @@ class SimulatorServer(ABC):
 
     def drops_mid_stream(self) -> bool:
         return self._fault is Fault.DROP_MID_STREAM
+
+    async def pace(self, delay_s: float) -> None:
+        """Wait ``delay_s`` (the model's delay), recording how late the wait ended."""
+        await self.pace_until(time.monotonic() + delay_s)
+
+    async def pace_until(self, at: float) -> None:
+        """Wait until ``time.monotonic()`` is ``at``, recording how late the wait ended."""
+        wait = at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.lateness_s.append(max(0.0, time.monotonic() - at))
 
     def first_delay_s(self) -> float:
         extra = self.slow_delay_s if self._fault is Fault.SLOW else 0.0
