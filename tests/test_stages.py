@@ -356,6 +356,35 @@ async def test_llm_burst_of_long_replies_is_not_throttled_and_mid_reply_failure_
     assert (snap.in_flight, snap.total_successes, snap.total_failures) == (0, 5, 1)
 
 
+class _WarmedLLM(ScriptedLLM):
+    warmed = 0
+
+    async def _prewarm_impl(self) -> None:
+        self.warmed += 1
+
+
+class _WarmedTTS(ToneTTS):
+    warmed = 0
+
+    def prewarm(self) -> None:
+        self.warmed += 1
+
+
+async def test_the_stages_pass_livekits_prewarm_on_to_the_provider() -> None:
+    """livekit prewarms the session's LLM and TTS (connections opened before the first
+    reply); through a stage that reached nobody, and every call's first reply paid for it."""
+    primary = _WarmedLLM(["hi"], name="openai")
+    stage = StageLLM(primary, name="openai", fallback=ScriptedLLM(["local"]),
+                     fallback_name="local", board=board(Clock()))
+    stage.prewarm()
+    await asyncio.sleep(0.01)  # livekit's prewarm is a fire-and-forget task
+    assert primary.warmed == 1
+    voice = _WarmedTTS(name="cartesia")
+    StageTTS(voice, name="cartesia", fallback=ToneTTS(name="piper"), fallback_name="piper",
+             board=board(Clock())).prewarm()
+    assert voice.warmed == 1
+
+
 async def test_llm_cancelled_reply_reports_no_outcome() -> None:
     b = board(Clock(), min_requests=1)
     cloud = ScriptedLLM(["slow"], name="openai", first_token_s=5.0)

@@ -52,6 +52,12 @@ class StageLLM(llm.LLM[ServedEvent]):
     def _forward_metrics(self, *args: Any) -> None:
         self.emit("metrics_collected", *args)
 
+    async def _prewarm_impl(self) -> None:
+        """livekit prewarms the session's LLM (its connection, before the first reply); the
+        stage passes that on to the provider, or the first reply of every call paid for it
+        (~70 ms with the OpenAI plugin on loopback)."""
+        self.primary.prewarm()
+
     def chat(
         self, *, chat_ctx: llm.ChatContext, tools: list[llm.Tool] | None = None,
         conn_options: APIConnectOptions = NO_RETRY,

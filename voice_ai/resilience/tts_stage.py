@@ -54,6 +54,10 @@ class StageTTS(tts.TTS[ServedEvent]):
     def _forward_metrics(self, *args: Any) -> None:
         self.emit("metrics_collected", *args)
 
+    def prewarm(self) -> None:
+        """Passed on to the provider (Cartesia opens its WebSocket before the first reply)."""
+        self.primary.prewarm()
+
     def synthesize(self, text: str, *,
                    conn_options: APIConnectOptions = NO_RETRY) -> tts.ChunkedStream:
         return self._synthesize_with_stream(text, conn_options=conn_options)
