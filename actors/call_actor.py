@@ -17,6 +17,7 @@ here at its next turn boundary without hanging up (``voice_ai.calls.resume``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -109,7 +110,14 @@ class CallActor:
                 node_id=self._node_id, agent_factory=receptionist_factory(
                     profile, AppointmentsClient(namespace=ns)),
                 caller_lines=RayCallerLines(s))  # simulated callers live on caller hosts
+        first = not self._runtime.prepared
         info = await self._runtime.prepare()
+        if first:
+            # what the actor loaded to serve calls (modules, plugins, the VAD, the stages)
+            # lives as long as the actor: kept out of the collector's sight, or every full
+            # collection walks it all (146-164 ms pauses of the call's loop, mid-turn,
+            # measured 2026-12-01; docs/performance.md)
+            gc.freeze()
         return {"node_id": self._node_id, "pid": os.getpid(),
                 "prepare_s": time.perf_counter() - started, "placement": info.placement}
 
