@@ -220,7 +220,10 @@ async def test_a_handover_asked_for_while_a_tool_runs_waits_for_the_tools_answer
 
     scenario = Scenario(name="tool", reply_timeout_s=8, turns=(
         CallerLine(say="Are you open on Friday?", pause_before_s=0.3),
-        CallerLine(say="Thanks, goodbye.", pause_before_s=2.0)))
+        # the pause leaves room for the boundary after the follow-up reply: the tool's 0.8 s,
+        # the reply's ~0.7 s of tone, then HANDOVER_QUIET_S of quiet (2.0 s left ~0 to spare
+        # and the call, on a loaded machine, once ended with no boundary in it)
+        CallerLine(say="Thanks, goodbye.", pause_before_s=3.5)))
     spec = CallSpec(call_id="handover-tool", scenario=scenario, admitted_at=time.time(),
                     record_audio=False)
     saved: list[SavedCheckpoint] = []
