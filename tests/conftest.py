@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import background
 from tests.fixed_day import AGENT_TODAY
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -15,6 +16,23 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read a background run go last, so the run overlaps every other test
+    (``tests/background.py``)."""
+    items.sort(key=lambda item: bool(background.users(item.path)))  # stable: order kept
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    background.start(sorted({n for item in session.items for n in background.users(item.path)}))
+
+
+def pytest_sessionfinish() -> None:
+    background.kill_running()
 
 
 @pytest.fixture(scope="session")

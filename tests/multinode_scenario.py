@@ -25,7 +25,6 @@ not on the node that dies.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -58,8 +57,9 @@ from actors.system import ensure_system  # noqa: E402
 from actors.worker_setup import RUNTIME_ENV  # noqa: E402
 from deployments.app import VoiceGateway  # noqa: E402
 from deployments.internal_face import internal_url  # noqa: E402
+from tests import background  # noqa: E402
 from tests.fixed_day import AGENT_TODAY  # noqa: E402
-from tests.scenario_process import main, run_module  # noqa: E402
+from tests.scenario_process import main  # noqa: E402
 from voice_ai.config import Settings  # noqa: E402
 from voice_ai.pipeline.admission import Decision  # noqa: E402
 from voice_ai.pipeline.scenario import load_scenario  # noqa: E402
@@ -431,10 +431,10 @@ def _actor_node(handle: Any) -> str:
     return str(actors(handle._actor_id.hex())["Address"]["NodeID"])
 
 
-@functools.cache
-def run_in_subprocess(timeout_s: float = 540.0) -> dict[str, Any]:
-    """Run this scenario once per test process (both test modules share the result)."""
-    return run_module("tests.multinode_scenario", timeout_s)
+def run_in_subprocess() -> dict[str, Any]:
+    """This scenario's result: it runs once per test session, in the background from the
+    start of the session (``tests/background.py``); both test modules read it."""
+    return background.result("multinode").json_or_error()
 
 
 if __name__ == "__main__":

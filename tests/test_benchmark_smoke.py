@@ -6,18 +6,15 @@ import our pipeline, and the file feeds ``voice-ai baseline update``."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import background
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 SMOKE_LINES = 3  # opening_hours (1 line) + book_appointment (2 lines)
 
 
@@ -41,15 +38,13 @@ def _side_ok(side: dict[str, Any], *, all_answered: bool) -> None:
     assert mem["n"] >= side["calls_completed"] and 1 <= mem["avg"] <= mem["max"]
 
 
-def test_smoke_run_shows_both_sides(tmp_path: Path) -> None:
-    out = tmp_path / "smoke.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.load", "--mode", "smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ours / stock" in proc.stdout and "load average" in proc.stdout
-    result = json.loads(out.read_text())
+def test_smoke_run_shows_both_sides() -> None:
+    run = background.result("benchmark_smoke")  # ``python -m benchmarks.load --mode smoke``
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ours / stock" in run.stdout and "load average" in run.stdout
+    result = run.data
+    assert result is not None, run.json_or_error()
+    out = run.out
     (phase,) = result["phases"]
     # the yardstick must work; whether ours answers every turn is the benchmark's finding
     # (the must-show runs), not a condition for the benchmark to run

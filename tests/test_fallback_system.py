@@ -92,12 +92,21 @@ def cloud_system(ray_session: None, system_settings: Settings, sims: SimulatorTh
 
 
 def _call(system, scenario: str) -> CallRecord:
-    spec = CallSpec(call_id=uuid.uuid4().hex[:16], scenario=load_scenario(SCENARIOS / scenario),
-                    record_audio=False)
-    record = ray.get(system.handles.dispatcher.run_simulated.remote(spec), timeout=240)
-    assert isinstance(record, CallRecord), record
-    assert record.outcome is CallOutcome.COMPLETED, record.error  # no turn went unanswered
+    (record,) = _calls(system, scenario, 1)
     return record
+
+
+def _calls(system, scenario: str, n: int) -> list[CallRecord]:
+    """``n`` calls of ``scenario`` at once, each completed."""
+    specs = [CallSpec(call_id=uuid.uuid4().hex[:16],
+                      scenario=load_scenario(SCENARIOS / scenario), record_audio=False)
+             for _ in range(n)]
+    records = ray.get([system.handles.dispatcher.run_simulated.remote(s) for s in specs],
+                      timeout=240)
+    for record in records:
+        assert isinstance(record, CallRecord), record
+        assert record.outcome is CallOutcome.COMPLETED, record.error  # no turn unanswered
+    return list(records)
 
 
 def _breakers(system) -> dict[str, dict[str, Any]]:
@@ -161,9 +170,8 @@ def test_healthy_then_failing_then_recovered_providers(cloud_system, sims) -> No
 
 def test_401_does_not_open_the_breaker_and_needs_a_person(cloud_system, sims) -> None:
     sims.fault("deepgram", Fault.HTTP_401)
-    try:
-        for _ in range(MIN_REQUESTS + 1):
-            record = _call(cloud_system, "opening_hours.yaml")
+    try:  # more calls than the breaker needs to open, at once; each meets the 401 once
+        for record in _calls(cloud_system, "opening_hours.yaml", MIN_REQUESTS + 1):
             assert record.turns[0].stt_provider == "whisper"  # the caller still got an answer
     finally:
         sims.fault("deepgram", Fault.NONE)

@@ -10,26 +10,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests import background
 from voice_ai.config import Settings
-from voice_ai.simulators import ProviderSimulators
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def test_an_actor_that_cannot_be_placed_fails_start_up_with_one_line(
         ray_session: None, tmp_path: Path) -> None:
@@ -54,40 +44,15 @@ def test_an_actor_that_cannot_be_placed_fails_start_up_with_one_line(
     assert elapsed < 3.0 + 30.0  # the timeout, plus creating the system's other actors
 
 
-@pytest.fixture
-def simulators() -> Iterator[ProviderSimulators]:
-    sims = ProviderSimulators("zero")
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(sims.start(), loop).result(30)
-    try:
-        yield sims
-    finally:
-        asyncio.run_coroutine_threadsafe(sims.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-
-
-def test_voice_ai_run_with_three_cloud_providers_completes_on_two_cores(
-        simulators: ProviderSimulators, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    overrides = simulators.settings_overrides()
-    env.update({k.upper(): str(v) for k, v in overrides.items()})
-    env.update(HTTP_PORT=str(free_port()), INTERNAL_HTTP_PORT=str(free_port()),
-               DATA_DIR=str(tmp_path / "data"), LOG_DIR=str(tmp_path / "logs"),
-               DB_PATH=str(tmp_path / "data" / "voice_ai.db"),
-               RECORDINGS_DIR=str(tmp_path / "data" / "recordings"),
-               BACKUP_DIR=str(tmp_path / "backups"))
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "deployments.cli", "run", "--calls", "1", "--exit",
-         "--scenario", str(ROOT / "scenarios" / "opening_hours.yaml")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+def test_voice_ai_run_with_three_cloud_providers_completes_on_two_cores() -> None:
+    # ``tests/startup_run.py``, run in the background from the session's start
+    result = background.result("startup").json_or_error()
+    assert "error" not in result, result["error"]
+    output = result["output"]
+    assert result["returncode"] == 0, output[-4000:]
     assert "pools ready in" in output
     # the call completed and the agent answered; how many turns the caller's one line makes
     # is the STT's business (Deepgram may final a comma pause on its own: two turns)
     assert re.search(r"call 1 \(opening_hours\) completed: [1-9]\d* turns", output), \
         output[-3000:]
-    assert time.monotonic() - started < 420
+    assert result["elapsed_s"] < 420

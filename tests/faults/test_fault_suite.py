@@ -11,35 +11,23 @@ runs every row.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import background
 from tests.faults.suite import PLAN, QUICK, table
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="voice-ai-faults-out-") as tmp:
-        out = Path(tmp) / "result.json"  # a file: Ray and Serve also write to stdout
-        quick = [] if os.environ.get("FAULT_SUITE") == "full" else ["--quick"]
-        proc = subprocess.run([sys.executable, "-m", "tests.faults.suite", "--out", str(out),
-                               *quick], cwd=ROOT, capture_output=True, text=True, timeout=900)
-        try:
-            data: dict[str, Any] = json.loads(out.read_text())
-        except (OSError, json.JSONDecodeError):
-            pytest.fail(f"the fault suite gave no result (exit {proc.returncode}):\n"
-                        f"{proc.stderr[-3000:]}")
+    run = background.result("fault_suite")  # ``python -m tests.faults.suite [--quick]``
+    data = run.data
+    if data is None:
+        pytest.fail(f"the fault suite gave no result ({run.json_or_error()['error']})")
     print("\n" + table(data))
     assert "error" not in data, data["error"]
     return data
