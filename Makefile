@@ -100,7 +100,7 @@ soak: install
 # is removed. Minutes on 2 cores, so `make test` skips it and runs only its policy's unit test.
 .PHONY: test-autoscaling
 test-autoscaling: install
-	VOICE_AI_AUTOSCALING_TEST=1 $(BIN)/python -m pytest -q tests/test_autoscaling.py tests/test_spare_rotation.py
+	$(BIN)/python -m pytest -q tests/test_autoscaling.py tests/test_spare_rotation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -67,7 +67,8 @@ class Dispatcher:
             durable_records(settings, node, observer=telemetry.spool_observer(node)),
             StoreJournal(_JournalPort(store)), telemetry, RayBusyPlayer(settings),
             resumption=Resumption(ResumePolicy.from_settings(settings),
-                                  StoreResumeLog(_JournalPort(store))))
+                                  StoreResumeLog(_JournalPort(store))),
+            home_node=node)
         # call actors outlive a dispatcher: adopt them before admitting anything
         loop = asyncio.get_running_loop()
         self._recovery = loop.create_task(self._core.recover())
@@ -233,7 +234,8 @@ class RayCallActors:
 
     def create(self, ticket: CallTicket | None = None, *,
                avoid_nodes: frozenset[str] = frozenset(),
-               prefer_off: frozenset[str] = frozenset()) -> RayCallActor:
+               prefer_off: frozenset[str] = frozenset(),
+               prefer_on: frozenset[str] = frozenset()) -> RayCallActor:
         from actors.call_actor import CallActor  # preloaded off the loop (see above)
 
         s = self._settings
@@ -244,9 +246,7 @@ class RayCallActors:
             resources=call_actor_resources(s),
             scheduling_strategy="SPREAD" if s.call_actor_placement == "spread" else "DEFAULT",
             runtime_env=CALL_ACTOR_RUNTIME_ENV,
-            # packing (an autoscaled cluster) keeps idle actors off emptying nodes instead
-            **_avoiding(avoid_nodes, prefer_off if s.call_actor_placement == "spread"
-                        else frozenset()),
+            **_placement(avoid_nodes, prefer_off, prefer_on),
         ).remote(s, name, ticket)
         return RayCallActor(handle, name)
 
@@ -263,13 +263,17 @@ class RayCallActors:
                 if not isinstance(h, BaseException)]  # gone since the listing
 
 
-def _avoiding(nodes: frozenset[str], prefer_off: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Actor options keeping a new call actor off ``nodes`` (draining), and off
-    ``prefer_off`` unless only those nodes can take it: Ray's node labels, the preference
-    as the selector and the hard rule as its ``fallback_strategy``."""
+def _placement(nodes: frozenset[str], prefer_off: frozenset[str] = frozenset(),
+               prefer_on: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Actor options keeping a new call actor off ``nodes`` (draining), on one of
+    ``prefer_on`` or else off ``prefer_off`` unless no such node can take it: Ray's node
+    labels, the preference as the selector and the hard rule as its ``fallback_strategy``."""
     def off(ns: frozenset[str]) -> dict[str, str]:
         return {"ray.io/node-id": f"!in({','.join(sorted(ns))})"} if ns else {}
 
+    if on := prefer_on - nodes:
+        return {"label_selector": {"ray.io/node-id": f"in({','.join(sorted(on))})"},
+                "fallback_strategy": [{"label_selector": off(nodes)}]}
     if not prefer_off - nodes:
         return {"label_selector": off(nodes)} if nodes else {}
     return {"label_selector": off(nodes | prefer_off),

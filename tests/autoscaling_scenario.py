@@ -9,8 +9,9 @@ Run: ``.venv/bin/python -m tests.autoscaling_scenario [--out FILE] [--keep DIR]`
 (CALL_ACTOR_PLACEMENT=pack), keeps 1 warm spare replaced after 2 s idle, and admits
 MAX_CONCURRENT_CALLS=3. Then 5 calls arrive at once: 3 are admitted, 2 rejected; the warm spare
 and one cold actor fill the head's 2 slots, the third call's actor waits for a slot, the
-autoscaler launches a ``cpu_worker`` and the call runs there. When the calls are over the idle
-node is removed.
+autoscaler launches a ``cpu_worker`` and the call runs there. When the calls are over, the
+spares are replaced on the head (pack placement prefers the dispatcher's node,
+``voice_ai.calls.warm_pool.pack_onto``), the worker node empties and the autoscaler removes it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.scenario_process import main, run_module  # noqa: E402
+from tests.scenario_process import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "multinode_call.yaml"  # one turn, patient under load
@@ -135,8 +136,12 @@ def run(out: dict[str, Any], root: Path) -> None:
         teardown_system(settings)
 
 
-def run_in_subprocess(timeout_s: float = 300.0) -> dict[str, Any]:
-    return run_module("tests.autoscaling_scenario", timeout_s)
+def run_in_subprocess() -> dict[str, Any]:
+    """This scenario's result: it runs once per test session, in the background from the
+    start of the session (``tests/background.py``)."""
+    from tests import background
+
+    return background.result("autoscaling").json_or_error()
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def _fault_suite_argv() -> tuple[str, ...]:
 JOBS: dict[str, Job] = {job.name: job for job in (
     Job("multinode", ("tests.multinode_scenario",), 540.0,
         ("test_burst.py", "test_multinode.py")),
+    Job("autoscaling", ("tests.autoscaling_scenario",), 360.0, ("test_autoscaling.py",)),
     Job("benchmark_smoke", ("benchmarks.load", "--mode", "smoke"), 300.0,
         ("test_benchmark_smoke.py",)),
     Job("fault_suite", _fault_suite_argv(), 900.0, ("faults/test_fault_suite.py",)),

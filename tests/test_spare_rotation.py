@@ -42,13 +42,14 @@ class ManualTime:
         await settle()
 
 
-def dispatcher(time: ManualTime, **options: object) -> tuple[CallDispatch, FakeFactory]:
+def dispatcher(time: ManualTime, home_node: str = "",
+               **options: object) -> tuple[CallDispatch, FakeFactory]:
     records, telemetry = FakeRecords(), FakeTelemetry()
     journal = FakeJournal()
     journal.records = records
     factory = FakeFactory(records, telemetry)
     d = CallDispatch(policy(**options), factory, records, journal, telemetry, None,
-                     wall_clock=time.clock, sleep=time.sleep)
+                     wall_clock=time.clock, sleep=time.sleep, home_node=home_node)
     d.mark_ready()
     return d, factory
 
@@ -91,6 +92,42 @@ async def test_idle_spares_are_replaced_after_the_limit_and_busy_ones_are_not() 
     assert busy.retired and d.status().warm_ready == 2
     alive = [a for a in factory.created if not a.retired]
     assert len(alive) == 2 and busy not in alive
+    await d.close()
+
+
+@pytest.mark.parametrize("pack", [True, False])
+async def test_packed_spares_leave_the_bursts_node_once_its_calls_are_over(pack: bool) -> None:
+    """CALL_ACTOR_PLACEMENT=pack: the burst's second call runs on a node of its own (the
+    fake factory, like Ray's default strategy on a head whose CPU the pools hold, spills new
+    actors over the nodes in turn); when the calls are over, the rotation replaces the
+    spares, and the replacements go to the dispatcher's node: nothing is left on the burst's
+    node, which the autoscaler can then remove. Without the preference (spread placement's
+    rule while idle: none) a replacement lands there again."""
+    time = ManualTime()
+    d, factory = dispatcher(time, home_node="head", warm_target=1, spare_max_idle_s=2.0,
+                            max_concurrent_calls=2, pack_spares=pack)
+    factory.nodes = ("head", "burst")
+    assert await d.fill_warm_pool() == 1
+    calls = [await d.start_call(CallSpec(call_id=f"c{i}", scenario=SCENARIO))
+             for i in range(2)]
+    await settle()
+    on = {c.call_id: factory.running(c.call_id).node_id for c in calls}
+    assert sorted(on.values()) == ["burst", "head"]  # the burst brought a node up
+    for c in calls:
+        factory.running(c.call_id).finish(c.call_id)
+        await d.wait_call(c.call_id)
+    await settle()
+
+    for _ in range(4):  # the rotation checks every 1 s: every spare replaced at least once
+        await time.advance(1.5)
+    await d.fill_warm_pool()
+    alive = {a.name: a.node_id for a in factory.created if not a.retired}
+    assert alive and d.status().warm_ready == 1
+    if pack:
+        assert set(alive.values()) == {"head"}, alive
+        assert factory.preferred_on[-1] == frozenset({"head"})
+    else:
+        assert "burst" in alive.values(), alive
     await d.close()
 
 

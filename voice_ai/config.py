@@ -189,12 +189,14 @@ class Settings(BaseSettings):
     wait for a node the autoscaler launches for them."""
     call_actor_placement: Literal["spread", "pack"] = "spread"
     """Where Ray puts new call actors: ``spread`` over the nodes (a lost node loses fewer
-    calls), or ``pack`` (Ray's default: the local and fuller nodes first), with which the
-    nodes a burst brought up empty again and the autoscaler can remove them."""
+    calls), or ``pack`` (Ray's default for calls; spares preferably on the dispatcher's node
+    or a node with calls), with which the nodes a burst brought up empty again and the
+    autoscaler can remove them."""
     warm_spare_max_idle_s: float = Field(0.0, ge=0.0, le=86_400.0)
     """A warm call actor idle this long is replaced (0: never). With ``pack`` placement its
-    replacement lands on a fuller node, so idle spares do not keep a burst's node alive past
-    the autoscaler's idle timeout (set it well below ``idle_timeout_minutes``)."""
+    replacement goes to the dispatcher's node or a node with calls where one has a slot, so
+    idle spares do not keep a burst's node alive past the autoscaler's idle timeout (set it
+    well below ``idle_timeout_minutes``)."""
     pool_actor_num_cpus: float = Field(0.5, ge=0.0, le=64.0)
     cloud_pool_actor_num_cpus: float = Field(0.1, ge=0.0, le=64.0)
     """CPU a pool worker of a cloud provider (Deepgram, OpenAI, Cartesia) asks Ray for: it only

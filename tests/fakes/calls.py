@@ -288,18 +288,22 @@ class FakeFactory:
         self.created: list[FakeCallActor] = []
         self.nodes = ("node-0", "node-1")  # new actors go round these
         self.preferred_off: list[frozenset[str]] = []  # each create's ``prefer_off``
+        self.preferred_on: list[frozenset[str]] = []  # each create's ``prefer_on``
         self.pack = False  # True: each new actor on the first node it may go to
         self._ids = itertools.count(1)
 
     def create(self, ticket: CallTicket | None = None, *,
                avoid_nodes: frozenset[str] = frozenset(),
-               prefer_off: frozenset[str] = frozenset()) -> FakeCallActor:
+               prefer_off: frozenset[str] = frozenset(),
+               prefer_on: frozenset[str] = frozenset()) -> FakeCallActor:
         count = len(self.nodes)
         order = (list(self.nodes) if self.pack  # the first node that may take it
                  else [self.nodes[(len(self.created) + i) % count] for i in range(count)])
-        nodes = ([n for n in order if n not in avoid_nodes | prefer_off]
+        nodes = ([n for n in order if n in prefer_on - avoid_nodes]
+                 or [n for n in order if n not in avoid_nodes | prefer_off]
                  or [n for n in order if n not in avoid_nodes] or ["node-2"])
         self.preferred_off.append(prefer_off)
+        self.preferred_on.append(prefer_on)
         actor = FakeCallActor(f"callactor-{next(self._ids)}", nodes[0],
                               self.records, self.telemetry,
                               **self.actor_options)  # type: ignore[arg-type]

@@ -107,6 +107,7 @@ class CallDispatch:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         resumption: Resumption | None = None,
+        home_node: str = "",
     ) -> None:
         self.policy = policy
         self._resumption = resumption
@@ -135,7 +136,7 @@ class CallDispatch:
                                   busy=lambda: bool(self._calls), reserve=self._reserve,
                                   call_nodes=self._call_nodes,
                                   draining=self._carrier.draining, wall_clock=wall_clock,
-                                  sleep=sleep)
+                                  sleep=sleep, home=home_node)
 
     # --- admission --------------------------------------------------------------------------
     async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:

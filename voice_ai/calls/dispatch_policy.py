@@ -36,6 +36,7 @@ class DispatchPolicy:
     keep_finished: int = 1000  # finished calls whose record ``wait_call`` can still return
     recovery_lookback_s: float = 1320.0  # admissions this old are looked for at recovery
     spare_max_idle_s: float = 0.0  # idle spares older than this are replaced (0: never)
+    pack_spares: bool = False  # CALL_ACTOR_PLACEMENT=pack: spares go where calls run (pack_onto)
 
     @classmethod
     def from_settings(cls, s: Settings) -> DispatchPolicy:
@@ -53,4 +54,5 @@ class DispatchPolicy:
             busy_play_timeout_s=s.busy_message_timeout_s,
             recovery_lookback_s=2 * deadline,
             spare_max_idle_s=s.warm_spare_max_idle_s,
+            pack_spares=s.call_actor_placement == "pack",
         )

@@ -188,9 +188,12 @@ class CallActorPort(Protocol):
 class CallActorFactory(Protocol):
     def create(self, ticket: CallTicket | None = None, *,
                avoid_nodes: frozenset[str] = frozenset(),
-               prefer_off: frozenset[str] = frozenset()) -> CallActorPort:
+               prefer_off: frozenset[str] = frozenset(),
+               prefer_on: frozenset[str] = frozenset()) -> CallActorPort:
         """Start a new call actor (not prepared yet), on none of ``avoid_nodes`` (draining),
-        and off ``prefer_off`` where another node can take it (a reserve spread over nodes).
+        and off ``prefer_off`` where another node can take it (a reserve spread over nodes),
+        or on one of ``prefer_on`` where one can (spares packed where the calls and the
+        system are, ``pack_onto``).
         With ``ticket`` (a cold start) it begins that call by itself as soon as it is ready:
         nothing is lost if the dispatcher dies while the actor starts."""
         ...

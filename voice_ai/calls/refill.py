@@ -12,8 +12,10 @@ starts them:
 - an actor that comes up on a node that began to drain meanwhile is retired;
 - while calls run, the resume reserve goes preferably off the calls' node, or, with calls on
   several nodes, onto two nodes (``spread_from``), so losing one node leaves a warm actor;
-- with ``spare_max_idle_s`` set, spares idle longer are retired and replaced (rotation), so
-  idle spares never keep a node up that a burst brought up.
+- with ``spare_max_idle_s`` set, spares idle longer are retired and replaced (rotation), and
+  with pack placement (``policy.pack_spares``) the replacements go preferably to the
+  dispatcher's node and the nodes with calls (``pack_onto``), so idle spares never keep a
+  node up that a burst brought up.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from voice_ai.calls.deadline import within
 from voice_ai.calls.dispatch_policy import DispatchPolicy
 from voice_ai.calls.ports import CallActorFactory
-from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool, spread_from
+from voice_ai.calls.warm_pool import ActorCounts, Spare, WarmPool, pack_onto, spread_from
 
 __all__ = ["PoolRefill"]
 
@@ -36,13 +38,13 @@ class PoolRefill:
     """Starts call actors for ``pool`` in the background. ``busy``: calls are in progress;
     ``reserve``: idle actors to keep for resumes now; ``call_nodes``: where the live calls
     run (the reserve goes elsewhere where it can); ``draining``: nodes that take no new
-    call actor."""
+    call actor; ``home``: the dispatcher's own node ("": unknown)."""
 
     def __init__(self, pool: WarmPool, factory: CallActorFactory, policy: DispatchPolicy,
                  counts: ActorCounts, *, busy: Callable[[], bool], reserve: Callable[[], int],
                  call_nodes: Callable[[], set[str]],
                  draining: Callable[[], frozenset[str]], wall_clock: Callable[[], float],
-                 sleep: Callable[[float], Awaitable[None]]) -> None:
+                 sleep: Callable[[float], Awaitable[None]], home: str = "") -> None:
         self._pool = pool
         self._factory = factory
         self._policy = policy
@@ -53,6 +55,7 @@ class PoolRefill:
         self._draining = draining
         self._wall = wall_clock
         self._sleep = sleep
+        self._home = home
         self._refill: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
 
@@ -75,10 +78,10 @@ class PoolRefill:
         return [t for t in (self._refill, self._rotation) if t is not None]
 
     async def _rotate_spares(self) -> None:
-        """Replace spares idle longer than ``spare_max_idle_s``. Their replacements go where
-        the scheduler packs actors now (with CALL_ACTOR_PLACEMENT=pack: the fuller nodes
-        first), so idle spares never keep a node up that a burst brought up: the node
-        empties and the autoscaler removes it."""
+        """Replace spares idle longer than ``spare_max_idle_s``. With CALL_ACTOR_PLACEMENT=pack
+        their replacements go to the dispatcher's node or a node with calls where one has a
+        slot (``pack_onto``), so idle spares never keep a node up that a burst brought up: the
+        node empties and the autoscaler removes it."""
         max_idle = self._policy.spare_max_idle_s
         while True:
             await self._sleep(max_idle / 2)
@@ -106,8 +109,13 @@ class PoolRefill:
 
     async def _start_spare(self) -> bool:
         self._pool.starting += 1
-        prefer_off = spread_from(self._pool.spares(), self._call_nodes(), busy=self._busy())
-        actor = self._factory.create(avoid_nodes=self._draining(), prefer_off=prefer_off)
+        if self._policy.pack_spares:  # where the calls and the system are (the reserve too)
+            actor = self._factory.create(avoid_nodes=self._draining(),
+                                         prefer_on=pack_onto(self._call_nodes(), self._home))
+        else:
+            prefer_off = spread_from(self._pool.spares(), self._call_nodes(),
+                                     busy=self._busy())
+            actor = self._factory.create(avoid_nodes=self._draining(), prefer_off=prefer_off)
         self._counts.started += 1
         try:
             info = await within(actor.prepare(), self._policy.prepare_timeout_s,

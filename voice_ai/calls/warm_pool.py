@@ -71,6 +71,17 @@ def spread_from(spares: list[Spare], call_nodes: set[str], *, busy: bool) -> fro
     return frozenset(off - {""})
 
 
+def pack_onto(call_nodes: set[str], home: str) -> frozenset[str]:
+    """With pack placement, the nodes a new idle actor should preferably go to: the
+    dispatcher's own node (``home``: it stays up whatever the load) and the nodes where calls
+    run. A spare that Ray's default strategy would put on a node a burst brought up (it
+    leaves a node once its busiest resource is half used, and the head's CPU is mostly the
+    pools') kept that node alive after the burst; packed here, the node empties once its
+    calls are over and the autoscaler removes it. Empty (no preference) when ``home`` is
+    unknown and no call runs."""
+    return frozenset((call_nodes | {home}) - {""})
+
+
 class WarmPool:
     def __init__(self, target: int, max_calls: int) -> None:
         if target < 0 or max_calls < 1:
