@@ -21,6 +21,7 @@ from voice_ai.config import Settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
 
+
 def test_an_actor_that_cannot_be_placed_fails_start_up_with_one_line(
         ray_session: None, tmp_path: Path) -> None:
     from actors.system import PlacementError, ensure_system, teardown_system

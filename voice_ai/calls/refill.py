@@ -109,13 +109,12 @@ class PoolRefill:
 
     async def _start_spare(self) -> bool:
         self._pool.starting += 1
-        if self._policy.pack_spares:  # where the calls and the system are (the reserve too)
-            actor = self._factory.create(avoid_nodes=self._draining(),
-                                         prefer_on=pack_onto(self._call_nodes(), self._home))
-        else:
-            prefer_off = spread_from(self._pool.spares(), self._call_nodes(),
-                                     busy=self._busy())
-            actor = self._factory.create(avoid_nodes=self._draining(), prefer_off=prefer_off)
+        pack, calls = self._policy.pack_spares, self._call_nodes()
+        actor = self._factory.create(  # pack: where the calls and the system are, reserve too
+            avoid_nodes=self._draining(),
+            prefer_on=pack_onto(calls, self._home) if pack else frozenset(),
+            prefer_off=frozenset() if pack else spread_from(self._pool.spares(), calls,
+                                                            busy=self._busy()))
         self._counts.started += 1
         try:
             info = await within(actor.prepare(), self._policy.prepare_timeout_s,
