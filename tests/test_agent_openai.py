@@ -19,6 +19,7 @@ from voice_ai.agent import (
     business_clock,
     load_profile,
 )
+from voice_ai.providers.cloud.tool_schemas import SchemaCachingLLM
 from voice_ai.simulators import ProviderSimulators, ScriptedReply, ToolCall
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,8 @@ PROFILE = load_profile(Path(__file__).resolve().parent.parent / "agent.yaml")
 MONDAY = date(2026, 11, 30)
 
 
-async def _call(lines: list[str], script: list[ScriptedReply | str]
+async def _call(lines: list[str], script: list[ScriptedReply | str],
+                model_cls: type[openai.LLM] = SchemaCachingLLM,
                 ) -> tuple[ProviderSimulators, InMemoryAppointmentBook, list[str]]:
     book = InMemoryAppointmentBook()
     agent = build_receptionist(PROFILE, book, RecordingCallActions(), call_id="oai-1",
@@ -35,7 +37,7 @@ async def _call(lines: list[str], script: list[ScriptedReply | str]
     replies = []
     async with ProviderSimulators("zero") as sims:
         sims.openai.script(*script)
-        model = openai.LLM(model="gpt-4o-mini", api_key="sk-test", base_url=sims.openai.api_url)
+        model = model_cls(model="gpt-4o-mini", api_key="sk-test", base_url=sims.openai.api_url)
         async with AgentSession(llm=model) as session:
             await session.start(agent)
             for line in lines:
@@ -45,12 +47,16 @@ async def _call(lines: list[str], script: list[ScriptedReply | str]
         return sims, book, replies
 
 
-async def test_openai_tool_calls_book_through_the_receptionists_tools() -> None:
-    args = json.dumps({"day": "tuesday", "time": "10:00", "service": "check-up"})
+BOOKING = json.dumps({"day": "tuesday", "time": "10:00", "service": "check-up"})
+
+
+@pytest.mark.parametrize("model_cls", [openai.LLM, SchemaCachingLLM])
+async def test_openai_tool_calls_book_through_the_receptionists_tools(
+        model_cls: type[openai.LLM]) -> None:
     sims, book, replies = await _call(
         ["Can I book a check-up on Tuesday at ten?"],
-        [ScriptedReply(tool_calls=(ToolCall("book_appointment", args, call_id="call_1"),)),
-         "You're booked for Tuesday at 10 am."])
+        [ScriptedReply(tool_calls=(ToolCall("book_appointment", BOOKING, call_id="call_1"),)),
+         "You're booked for Tuesday at 10 am."], model_cls)
     first, second = sims.openai.chat_requests
     assert sorted(first.tool_names) == sorted(TOOL_NAMES)  # every tool offered to the model
     system = first.messages[0]["content"]
@@ -62,6 +68,14 @@ async def test_openai_tool_calls_book_through_the_receptionists_tools() -> None:
     (row,) = book.rows.values()
     assert (row.day, row.start, row.call_id) == (date(2026, 12, 1), time(10, 0), "oai-1")
     assert replies == ["You're booked for Tuesday at 10 am."]
+
+
+async def test_the_cached_schemas_are_the_ones_the_plugin_sends() -> None:
+    script: list[ScriptedReply | str] = ["Hello."]
+    plain, _, _ = await _call(["Hi."], script, openai.LLM)
+    cached, _, _ = await _call(["Hi."], script, SchemaCachingLLM)
+    (sent_cached, *_), (sent_plain, *_) = cached.openai.chat_requests, plain.openai.chat_requests
+    assert sent_cached.body["tools"] == sent_plain.body["tools"]
 
 
 async def test_a_refused_booking_reaches_the_model_as_the_reason() -> None:

@@ -16,6 +16,7 @@ from livekit.plugins import cartesia, deepgram, openai
 
 from voice_ai.config import Settings
 from voice_ai.providers.clauses import text_tokenizer
+from voice_ai.providers.cloud.tool_schemas import SchemaCachingLLM
 
 __all__ = ["cartesia_tts", "deepgram_stt", "openai_llm"]
 
@@ -43,7 +44,9 @@ def deepgram_stt(settings: Settings, *, http_session: aiohttp.ClientSession) -> 
 
 
 def openai_llm(settings: Settings) -> openai.LLM:
-    return openai.LLM(
+    """livekit's OpenAI plugin; the tools' schemas are built once per process, not per
+    request (``voice_ai.providers.cloud.tool_schemas``)."""
+    return SchemaCachingLLM(
         model=settings.openai_model, api_key=_key(settings.openai_api_key, "OPENAI_API_KEY"),
         base_url=settings.openai_base_url or NOT_GIVEN, max_retries=0,
     )
