@@ -135,3 +135,22 @@ def test_stock_turns_pair_caller_lines_with_replies() -> None:
     assert turn["e2e_s"] == pytest.approx(0.8)
     assert (turn["stt_s"], turn["end_of_turn_s"], turn["llm_ttft_s"]) == (0.1, 0.4, 0.3)
     assert turn["user_text"] == "Hi, are you open?" and turn["agent_text"] == "Sure."
+
+
+def test_memory_floor_counts_the_private_pages_a_process_writes() -> None:
+    from benchmarks.memory_floor import uss_mb
+
+    before = uss_mb()
+    held = bytearray(32 * 2**20)  # zeroed pages, written: private to this process
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    assert uss_mb() - before >= 30
+    del held
+
+
+def test_memory_floor_refuses_a_single_actor() -> None:
+    from benchmarks.memory_floor import main
+
+    with pytest.raises(SystemExit) as exc:  # one actor would count shared libraries as its own
+        main(["--actors", "1"])
+    assert exc.value.code == 2
