@@ -47,6 +47,21 @@ def test_two_calls_requests_build_each_schema_once(strict: bool,
         assert llm.ToolContext(stand_ins).parse_function_tools("openai", strict=strict) == \
             llm.ToolContext(tools).parse_function_tools("openai", strict=strict)
 
+
+def test_a_tool_declared_with_another_description_gets_its_own_schema() -> None:
+    def make(description: str) -> llm.FunctionTool:
+        async def lookup(day: str) -> str:
+            """Look a day up."""
+            return day
+
+        return llm.function_tool(lookup, description=description)
+
+    monday, tuesday = (schema_stand_ins([make(d)], strict=True) or [] for d in
+                       ("Mondays only.", "Tuesdays only."))
+    assert [t.info.raw_schema["description"] for t in (*monday, *tuesday)] == \
+        ["Mondays only.", "Tuesdays only."]
+
+
 async def test_a_stand_in_is_never_run_in_place_of_the_tool() -> None:
     (stand_in, *_) = schema_stand_ins(_calls_tools("call-1"), strict=True) or []
     assert isinstance(stand_in, llm.RawFunctionTool)

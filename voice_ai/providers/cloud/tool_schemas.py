@@ -20,7 +20,7 @@ __all__ = ["SchemaCachingLLM", "schema_stand_ins"]
 
 _Tool = llm.FunctionTool[..., Any]
 _StandIn = llm.RawFunctionTool[..., Any]
-_stand_ins: dict[tuple[object, str, bool], _StandIn] = {}
+_stand_ins: dict[tuple[object, str, str | None, bool], _StandIn] = {}
 
 
 async def _not_run(raw_arguments: dict[str, object]) -> None:
@@ -28,12 +28,14 @@ async def _not_run(raw_arguments: dict[str, object]) -> None:
 
 
 def _stand_in(tool: _Tool, *, strict: bool) -> _StandIn:
-    # A tool's schema comes from its function's code (signature, docstring) and name: the
-    # receptionist's tools are closures made per call over the same code.
+    # A tool's schema comes from its function's code (signature, docstring) and the name and
+    # description it was declared with: the receptionist's tools are closures made per call
+    # over the same code. Annotations computed at run time are not in the key: a tool whose
+    # parameter types change from call to call must not use this class.
     code = getattr(getattr(tool, "__wrapped__", None), "__code__", None)
     if code is None:  # not a plain function: nothing to key a cache on
         return _build(tool, strict=strict)
-    key = (code, tool.info.name, strict)
+    key = (code, tool.info.name, tool.info.description, strict)
     cached = _stand_ins.get(key)
     if cached is None:
         cached = _stand_ins[key] = _build(tool, strict=strict)
