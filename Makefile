@@ -7,6 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LLAMA_VERSION := 0.3.36
+# llama.cpp is built portable (AVX2, no AVX-512 or AMX), not for the building machine's CPU: its
+# AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on VMs whose CPUs report AMX, and a
+# wheel built for one node's CPU may not run on another's. The wheel is kept under its own name,
+# outside pip's cache (which keys a built wheel by version only, not by these flags).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_WHEELS := $(HOME)/.cache/voice-ai/llama-cpp-python-$(LLAMA_VERSION)-portable
+LLAMA_STAMP := $(VENV)/.llama-cpp-python-$(LLAMA_VERSION)-portable
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -15,20 +22,32 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@# llama-cpp-python has no binary wheel: it compiles llama.cpp once (about 8 min on 2 cores);
-	@# pip caches the built wheel, so later installs take seconds. Progress lines are shown.
-	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
-	  echo ">>> building llama-cpp-python $(LLAMA_VERSION) (first install compiles llama.cpp: about 8 minutes on 2 cores)"; \
-	  set -o pipefail; CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -v "llama-cpp-python==$(LLAMA_VERSION)" 2>&1 \
-	    | awk '/^[ \t]*\[ *[0-9]+\/[0-9]+\]/ { s = $$0; sub(/^[ \t]*\[ */, "", s); split(s, a, /[\/\]]/); \
-	        n = a[1] + 0; t = a[2] + 0; if (n % 25 == 0 || n == t) { print "  llama.cpp compiled " n "/" t " files"; fflush() } next } \
-	        /Successfully|ERROR|error:/ { print; fflush() }'; \
-	fi
+
+$(STAMP): pyproject.toml $(LLAMA_STAMP)
 	$(BIN)/pip install -e ".[dev]"
 	@touch $(STAMP)
+
+$(LLAMA_STAMP): | $(BIN)/python
+	@# llama-cpp-python has no binary wheel: it compiles llama.cpp once (about 8 min on 2 cores);
+	@# the wheel is kept in $(LLAMA_WHEELS)-<python>, so later installs take seconds. Progress
+	@# lines are shown.
+	@set -o pipefail; \
+	  wheels=$(LLAMA_WHEELS)-$$($(BIN)/python -c 'import sys; print(sys.implementation.cache_tag)'); \
+	  if ! ls $$wheels/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	    echo ">>> building llama-cpp-python $(LLAMA_VERSION) (first install compiles llama.cpp: about 8 minutes on 2 cores)"; \
+	    rm -rf $$wheels.part && mkdir -p $$wheels.part || exit 1; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	      $(BIN)/pip wheel -v --no-cache-dir --no-deps -w $$wheels.part "llama-cpp-python==$(LLAMA_VERSION)" 2>&1 \
+	      | awk '/^[ \t]*\[ *[0-9]+\/[0-9]+\]/ { s = $$0; sub(/^[ \t]*\[ */, "", s); split(s, a, /[\/\]]/); \
+	          n = a[1] + 0; t = a[2] + 0; if (n % 25 == 0 || n == t) { print "  llama.cpp compiled " n "/" t " files"; fflush() } next } \
+	          /Successfully|ERROR|error:/ { print; fflush() }' || exit 1; \
+	    rm -rf $$wheels && mv $$wheels.part $$wheels || exit 1; \
+	  fi; \
+	  $(BIN)/pip install -q --force-reinstall --no-deps $$wheels/llama_cpp_python-*.whl \
+	    && $(BIN)/pip install -q $$wheels/llama_cpp_python-*.whl && touch $(LLAMA_STAMP)
 
 # Debian packages the tests need: a real Prometheus (with promtool) and sqlite3 for the runbook's commands.
 system-deps:
