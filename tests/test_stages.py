@@ -25,7 +25,8 @@ from voice_ai.resilience.gate import BoardService, BoundedBoard, Outcome
 from voice_ai.resilience.llm_stage import StageLLM
 from voice_ai.resilience.quota import QuotaBoard
 from voice_ai.resilience.served import Served
-from voice_ai.resilience.stt_stage import ENDPOINT_WAIT_S, StageSTT, SttPolicy, _StreamLeg
+from voice_ai.resilience.stt_legs import ENDPOINT_WAIT_S, StreamLeg
+from voice_ai.resilience.stt_stage import StageSTT, SttPolicy
 from voice_ai.resilience.tts_stage import StageTTS
 
 pytestmark = pytest.mark.unit
@@ -237,7 +238,7 @@ async def test_a_final_that_no_end_of_speech_follows_is_not_held_back() -> None:
     final = stt.SpeechEvent(stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[
         stt.SpeechData(language="en", text="so", confidence=1.0)])
     end = stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH)
-    leg = _StreamLeg(_TimedEvents([(0.0, final), (0.3, end), (0.0, final)]))  # type: ignore[arg-type]
+    leg = StreamLeg(_TimedEvents([(0.0, final), (0.3, end), (0.0, final)]))  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     start, seen = loop.time(), []
     async for ev in leg.events():

@@ -33,14 +33,13 @@ not used (docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APITimeoutError, stt, utils, vad
@@ -51,13 +50,12 @@ from voice_ai.providers.segmenter import SegmentedRecognition
 from voice_ai.resilience.breaker import Admission
 from voice_ai.resilience.gate import Outcome, ProviderBoard, report_soon
 from voice_ai.resilience.served import SERVED, Served, ServedEvent
+from voice_ai.resilience.stt_legs import Leg, StreamLeg
 
 __all__ = ["SttPolicy", "StageSTT"]
 
 logger = logging.getLogger("voice_ai.fallback")
 NO_RETRY = APIConnectOptions(max_retry=0)
-ENDPOINT_WAIT_S = 0.05
-"""How long a final waits for the end of speech that may follow it (``_StreamLeg.events``)."""
 _END = object()
 
 
@@ -70,74 +68,6 @@ class SttPolicy:
     replay_limit_s: float = 30.0
     """At most this much audio since the last final is kept for a replay."""
     clock: Callable[[], float] = time.monotonic
-
-
-class _Leg(Protocol):
-    def push_frame(self, frame: rtc.AudioFrame) -> None: ...
-    def flush(self) -> None: ...
-    def end_input(self) -> None: ...
-    def events(self) -> AsyncIterator[stt.SpeechEvent]: ...
-    async def aclose(self) -> None: ...
-
-
-class _StreamLeg:
-    """A streaming provider's ``RecognizeStream`` as a leg. Input to a stream that already
-    failed is dropped: the stage keeps the turn's audio and replays it into the next leg."""
-
-    def __init__(self, stream: stt.RecognizeStream) -> None:
-        self._stream = stream
-
-    def push_frame(self, frame: rtc.AudioFrame) -> None:
-        with contextlib.suppress(RuntimeError):  # closed: it failed, the stage moves on
-            self._stream.push_frame(frame)
-
-    def flush(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._stream.flush()
-
-    def end_input(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._stream.end_input()
-
-    async def events(self) -> AsyncIterator[stt.SpeechEvent]:
-        """The stream's events, with one change of order: a final that ends the caller's
-        speech (Deepgram's ``speech_final``: the plugin emits FINAL_TRANSCRIPT, then
-        END_OF_SPEECH, from one message) comes after its END_OF_SPEECH. In "stt" turn
-        detection livekit starts the preemptive reply on a final only once the end of speech
-        is known; in the provider's order every reply waited for the turn's commit. A final
-        that no end of speech follows within ``ENDPOINT_WAIT_S`` goes on alone."""
-        it = aiter(self._stream)
-        pending: asyncio.Future[stt.SpeechEvent | None] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(_next_event(it))
-                ev = await pending
-                pending = None
-                if ev is None:
-                    return
-                if ev.type is stt.SpeechEventType.FINAL_TRANSCRIPT:
-                    pending = asyncio.ensure_future(_next_event(it))
-                    await asyncio.wait({pending}, timeout=ENDPOINT_WAIT_S)
-                    after = pending.result() if pending.done() and not pending.exception() else None
-                    if after is not None and after.type is stt.SpeechEventType.END_OF_SPEECH:
-                        pending = None
-                        yield after
-                yield ev
-        finally:
-            if pending is not None:
-                pending.cancel()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-async def _next_event(it: AsyncIterator[stt.SpeechEvent]) -> stt.SpeechEvent | None:
-    """The next event, or None at the end (a task cannot end in StopAsyncIteration)."""
-    try:
-        return await anext(it)
-    except StopAsyncIteration:
-        return None
 
 
 class StageSTT(stt.STT[ServedEvent]):
@@ -174,11 +104,11 @@ class StageSTT(stt.STT[ServedEvent]):
         return _StageStream(self, language=language if isinstance(language, str) else "en",
                             conn_options=conn_options)
 
-    def open_leg(self, primary: bool, language: str) -> _Leg:
+    def open_leg(self, primary: bool, language: str) -> Leg:
         recognizer = self.primary if primary else self.fallback
         assert recognizer is not None
         if recognizer.capabilities.streaming:
-            return _StreamLeg(recognizer.stream(language=language, conn_options=NO_RETRY))
+            return StreamLeg(recognizer.stream(language=language, conn_options=NO_RETRY))
         return SegmentedRecognition(recognizer, self.vad, language=language,
                                     conn_options=NO_RETRY,
                                     preflight_silence_s=self.policy.preflight_silence_s)
@@ -192,8 +122,8 @@ class _StageStream(stt.RecognizeStream):
         super().__init__(stt=stage, conn_options=conn_options)
         self._language = language
         self._lease = utils.shortuuid("stt_")
-        self._queue: asyncio.Queue[tuple[_Leg, Any]] = asyncio.Queue()
-        self._leg: _Leg | None = None
+        self._queue: asyncio.Queue[tuple[Leg, Any]] = asyncio.Queue()
+        self._leg: Leg | None = None
         self._on_primary = False
         self._admitted = False  # a breaker request (this turn) is outstanding
         self._held_quota = False
@@ -275,7 +205,7 @@ class _StageStream(stt.RecognizeStream):
         if old is not None:
             self._spawn(old.aclose())
 
-    async def _read(self, leg: _Leg) -> None:
+    async def _read(self, leg: Leg) -> None:
         try:
             async for ev in leg.events():
                 self._queue.put_nowait((leg, ev))
