@@ -7,10 +7,10 @@ The one dispatcher of the cluster (``actors/dispatcher.py`` is its Ray shell) ow
 - the **warm pool** (``WarmPool``): prepared actors, reused after completed calls, refilled
   in the background (``PoolRefill``, ``voice_ai.calls.refill``: one at a time under load; a
   ``prepare()`` that fails or hangs retires that actor and the refill backs off);
-- **supervision** of every call: ``begin`` then ``wait_end`` on its actor, each under a
-  deadline. The call actor stores its own record and logs ``CALL_END``; the dispatcher only
-  does so itself when the actor is lost (process or node died, cancelled, stuck past the
-  deadline), with the reason;
+- **supervision** of every call: ``begin`` (``CallStarter``, ``voice_ai.calls.begin``) then
+  ``wait_end`` on its actor, each under a deadline. The call actor stores its own record and
+  logs ``CALL_END``; the dispatcher only does so itself when the actor is lost (process or
+  node died, cancelled, stuck past the deadline), with the reason;
 - **recovery** after a restart (``recover``, ``voice_ai.calls.recovery``): call actors do not
   belong to the dispatcher (they are detached and named), so a new dispatcher adopts them:
   idle ones back into the pool, running calls back into admission and supervision, ended ones
@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
+from voice_ai.calls.begin import CallStarter
 from voice_ai.calls.busy import BusyLine, RejectedCall
 from voice_ai.calls.carry_on import CallCarrier, DrainReport, LiveCall
 from voice_ai.calls.deadline import DeadlineExceeded, within
@@ -65,7 +66,6 @@ __all__ = ["CallDispatch", "DispatchPolicy", "DispatchStatus", "DrainReport", "R
            "StartResult"]
 
 logger = logging.getLogger("voice_ai.dispatcher")
-_BEGIN_ATTEMPTS = 3  # warm actors tried for a call when the first is found dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,9 @@ class CallDispatch:
                                   call_nodes=self._call_nodes,
                                   draining=self._carrier.draining, wall_clock=wall_clock,
                                   sleep=sleep, home=home_node)
+        self._starter = CallStarter(self._pool, factory, journal, policy, self._counts,
+                                    cancelled=self._cancelled, draining=self._carrier.draining,
+                                    kick_refill=self._kick_refill)
 
     # --- admission --------------------------------------------------------------------------
     async def start_call(self, spec: CallSpec, key: str | None = None) -> StartResult:
@@ -232,7 +235,7 @@ class CallDispatch:
         lost = True
         try:
             if begin:
-                await self._begin(call)
+                await self._starter.begin(call)
             end = await self._carrier.follow(call)
             record, lost = end.record, False
         except CallActorLost as e:
@@ -312,70 +315,6 @@ class CallDispatch:
     def undrain_node(self, node_id: str) -> bool:
         """New call actors may go to ``node_id`` again."""
         return self._carrier.undrain_node(node_id)
-
-    async def _begin(self, call: LiveCall) -> None:
-        ticket, actor = call.ticket, call.spare.actor
-        journal = asyncio.ensure_future(within(
-            self._journal.admitted(ticket, ticket.spec.admitted_at),
-            self.policy.journal_timeout_s, "admission journal"))
-        try:
-            if ticket.spec.warm or call.offer is not None:  # else created with its ticket
-                await self._begin_on_live_actor(call, actor)
-        finally:
-            try:
-                await journal
-            except Exception as e:  # recovery is weaker without it; the call goes on
-                logger.warning("admission not journaled", extra={
-                    "call_id": ticket.call_id, "error": f"{type(e).__name__}: {e}"})
-
-    async def _begin_on_live_actor(self, call: LiveCall, actor: CallActorPort) -> None:
-        """Begin the call on its warm actor. One that died while idle (its node lost and not
-        yet noticed: its spare stayed in the pool) fails at once, before the call began: the
-        call then goes to another warm actor off that node, or to one started now (which
-        begins it by itself). A browser call's offer was answered by the dead one: it fails."""
-        for _ in range(_BEGIN_ATTEMPTS):
-            try:
-                await self._hand_over(call, actor)
-                return
-            except CallActorLost:
-                if call.offer is not None or call.ticket.call_id in self._cancelled:
-                    raise
-                dead = call.spare
-                logger.warning("warm call actor gone before the call began; another takes it",
-                               extra={"call_id": call.ticket.call_id, "actor": actor.name,
-                                      "node": dead.node_id[:12]})
-                actor.retire()
-                self._counts.lost += 1
-                if call.reusable:
-                    self._pool.call_finished(dead, reusable=True, completed=False)
-                spare = self._pool.take(avoid=self._draining() | {dead.node_id})
-                if spare is None:  # cold: created with its ticket, it begins the call itself
-                    call.ticket = CallTicket(replace(call.ticket.spec, warm=False),
-                                             call.ticket.key)
-                    spare = Spare(self._factory.create(call.ticket, avoid_nodes=self._draining(),
-                                                       prefer_off=frozenset({dead.node_id})), "")
-                    self._counts.started += 1
-                call.spare, actor = spare, spare.actor
-                call.reusable = self._pool.call_started(spare)
-                self._kick_refill()
-                if not call.ticket.spec.warm:
-                    return
-        raise CallActorLost(f"no live call actor took the call in {_BEGIN_ATTEMPTS} tries")
-
-    async def _hand_over(self, call: LiveCall, actor: CallActorPort) -> None:
-        ticket = call.ticket
-        timeout = self.policy.begin_timeout_s
-        if not ticket.spec.warm:  # a cold actor starts and prepares first
-            timeout += self.policy.prepare_timeout_s
-        if call.offer is not None:
-            try:
-                answer = await within(actor.answer_offer(ticket), timeout,
-                                      f"offer answer on {actor.name}")
-            except BaseException as e:
-                call.offer.set_exception(e)
-                raise
-            call.offer.set_result(answer)
-        await within(actor.begin(ticket), timeout, f"begin on {actor.name}")
 
     async def _recycle(self, spare: Spare, *, reusable: bool, completed: bool) -> None:
         draining = spare.node_id in self._draining()  # its node takes no calls: retire it
