@@ -28,7 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["JOBS", "Job", "Run", "kill_running", "result", "start", "users"]
+__all__ = ["JOBS", "QUIET", "Job", "Run", "is_quiet", "kill_running", "result", "start", "users",
+           "wait_idle"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("ray_auth", ("tests.ray_auth_run",), 540.0, ("test_ray_auth.py",)),
 )}
 
+# test files (below tests/) whose calls must not share the 2 cores with a run (module docstring)
+QUIET = ("test_fallback_system.py",)
+
 _lock = threading.Lock()
 _started: set[str] = set()
 _running: subprocess.Popen[str] | None = None
@@ -93,13 +97,22 @@ _stopped = False  # the session is over: start nothing more
 _tmp: tempfile.TemporaryDirectory[str] | None = None
 
 
+def _relative(path: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(ROOT / "tests").as_posix()
+    except ValueError:  # not a test of tests/
+        return None
+
+
 def users(path: Path) -> list[str]:
     """The jobs whose result the tests in ``path`` read."""
-    try:
-        rel = path.resolve().relative_to(ROOT / "tests").as_posix()
-    except ValueError:  # not a test of tests/
-        return []
+    rel = _relative(path)
     return [job.name for job in JOBS.values() if rel in job.users]
+
+
+def is_quiet(path: Path) -> bool:
+    """Whether the tests in ``path`` must run with no background run going."""
+    return _relative(path) in QUIET
 
 
 def start(names: list[str]) -> None:
@@ -119,6 +132,14 @@ def result(name: str) -> Run:
     job.done.wait()
     assert job.run is not None
     return job.run
+
+
+def wait_idle() -> None:
+    """Until every run started in this session has ended (at once if none was started)."""
+    with _lock:
+        started = [JOBS[n] for n in _started]
+    for job in started:
+        job.done.wait()
 
 
 def kill_running() -> None:

@@ -20,9 +20,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read a background run go last, so the run overlaps every other test
-    (``tests/background.py``)."""
-    items.sort(key=lambda item: bool(background.users(item.path)))  # stable: order kept
+    """Tests that read a background run go after the others, so the run overlaps them; the
+    quiet ones go last, when the runs are over (``tests/background.py``)."""
+    def place(item: pytest.Item) -> int:
+        if background.is_quiet(item.path):
+            return 2
+        return 1 if background.users(item.path) else 0
+
+    items.sort(key=place)  # stable: order kept within each group
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -33,6 +38,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish() -> None:
     background.kill_running()
+
+
+@pytest.fixture(scope="module", autouse=True)  # before the module's own fixtures start systems
+def _quiet_machine(request: pytest.FixtureRequest) -> None:
+    """A quiet module (``background.QUIET``) starts only when no background run is going."""
+    if background.is_quiet(request.path):
+        background.wait_idle()
 
 
 @pytest.fixture(scope="session")

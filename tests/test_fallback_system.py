@@ -114,8 +114,21 @@ def _calls(system, scenario: str, n: int) -> list[CallRecord]:
                       timeout=240)
     for record in records:
         assert isinstance(record, CallRecord), record
+        if record.outcome is not CallOutcome.COMPLETED:  # shown with the failure: what it did
+            print(f"the system's log, last lines:\n{_log_tail(system)}")
         assert record.outcome is CallOutcome.COMPLETED, record.error  # no turn unanswered
     return list(records)
+
+
+def _log_tail(system, lines: int = 80) -> str:
+    from voice_ai.observability.logs import LOG_FILES
+
+    time.sleep(1.0)  # lines reach the file in batches from the call actors
+    path = system.settings.log_dir / LOG_FILES["main"]
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
 
 
 def _breakers(system) -> dict[str, dict[str, Any]]:
